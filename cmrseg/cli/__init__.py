@@ -1,0 +1,1 @@
+"""Console entry points; each is a thin wrapper over the library (see the README)."""
