@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(VENV)/bin/cmrseg-synth outputs/data/cohort.h5 --seed 0
-	$(PY) -m cmrseg.data.summary outputs/data/cohort.h5
+	$(VENV)/bin/cmrseg-info outputs/data/cohort.h5
 
 test: install
 	$(PY) -m pytest -m "not slow" -q

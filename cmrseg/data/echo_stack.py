@@ -1,9 +1,10 @@
 """The echo-stack HDF5 format (contract version 1): strict reader, lazy reader, atomic writer.
 
 One file holds N short-axis slices of E echoes of H x W magnitude pixels plus per-slice
-metadata; see ``docs/echo-stack.md`` for the user documentation. Every check of the contract
-lives in one table (``_DATASETS``) and one set of value rules (``_check_values``) that the
-reader and the writer share, so a file that cmrseg writes is always one it can read back.
+metadata; the README section "The echo-stack format" is the user documentation. Every check
+of the contract lives in one table (``_DATASETS``) and one set of value rules
+(``_check_values``) that the reader and the writer share, so a file that cmrseg writes is
+always one it can read back.
 """
 
 from __future__ import annotations
