@@ -1,0 +1,101 @@
+"""``cmrseg-import-dicom DIR OUT.h5``: multi-echo GRE DICOM series to a pseudonymized echo stack.
+
+The import rules are documented in :mod:`cmrseg.data.dicom`. ``DIR`` is only read; ``OUT.h5``
+(and the optional key file) must lie outside it and are written atomically, together: if
+anything fails, neither appears.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from cmrseg.cli._common import run_cli, setup_logging
+from cmrseg.data.dicom import import_dicom, write_key_file
+from cmrseg.data.echo_stack import write_echo_stack
+from cmrseg.utils.atomic import atomic_path
+from cmrseg.utils.errors import InputError
+
+__all__ = ["main"]
+
+PROG = "cmrseg-import-dicom"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Turn the multi-echo GRE DICOM series found under DIR into one echo-stack HDF5 "
+            "file with new subject keys (S0001, ...). No names, IDs, dates, institutions or "
+            "UIDs are copied."
+        ),
+    )
+    parser.add_argument("dicom_dir", type=Path, metavar="DIR", help="folder searched recursively")
+    parser.add_argument("output", type=Path, metavar="OUT.h5", help="echo-stack file to write")
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=(
+            "write the mapping subject_id,patient_id,study_instance_uid to this CSV file; "
+            "without it the mapping is written nowhere"
+        ),
+    )
+    parser.add_argument(
+        "--series-description",
+        default=None,
+        metavar="REGEX",
+        help=(
+            "only consider series whose SeriesDescription matches this regular expression "
+            "(case-insensitive search), e.g. to leave out a liver T2* series"
+        ),
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    outputs = [("OUT.h5", args.output)]
+    if args.key_file is not None:
+        outputs.append(("--key-file", args.key_file))
+        if args.key_file.resolve() == args.output.resolve():
+            raise InputError(f"{args.key_file}: --key-file must differ from OUT.h5")
+    for what, path in outputs:
+        if args.dicom_dir.is_dir() and _is_within(path, args.dicom_dir):
+            raise InputError(
+                f"{path}: {what} lies inside the input folder {args.dicom_dir}, which is never "
+                "modified; write it elsewhere"
+            )
+        if path.is_dir():
+            raise InputError(f"{path}: {what} is a folder")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_paths(args)
+    result = import_dicom(
+        args.dicom_dir,
+        series_description=args.series_description,
+        progress=not args.no_progress,
+    )
+    with contextlib.ExitStack() as stack:
+        if args.key_file is not None:
+            # The key file moves into place only after OUT.h5 was written completely.
+            key_tmp = stack.enter_context(atomic_path(args.key_file))
+            write_key_file(key_tmp, result.keys)
+        write_echo_stack(args.output, result.stack)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (0 ok, 2 refused input)."""
+    args = _parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return run_cli(PROG, lambda: _run(args))

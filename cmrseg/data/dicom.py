@@ -1,0 +1,669 @@
+"""Import multi-echo GRE DICOM series into an echo stack (contract section 4).
+
+The rules, in the order they are applied:
+
+* Files: ``root`` is walked recursively in sorted order; headers are read without pixel data
+  first. Files that are not DICOM (no ``DICM`` preamble), not MR Image Storage, multi-frame,
+  not MONOCHROME2, or not magnitude images (``ImageType`` containing ``P``/``PHASE``/``R``/
+  ``REAL``/``I``/``IMAGINARY``, ``ComplexImageComponent`` other than ``MAGNITUDE``, or GE's
+  private image-type tag saying phase/real/imaginary) are left out.
+* Selection: optionally only series whose SeriesDescription matches a regular expression (for
+  studies that also hold e.g. a liver T2* series).
+* Subjects: one subject is one (PatientID, StudyInstanceUID) pair.
+* Series: the images of one series that share orientation (ImageOrientationPatient), matrix
+  (Rows, Columns) and PixelSpacing form a *multi-echo series* when every slice position has at
+  least :data:`MIN_ECHOES` distinct EchoTime values. Series with one echo time and one image per
+  position are combined with the other such series of the same study and geometry (one series
+  per echo, as Siemens often writes); the positions with at least :data:`MIN_ECHOES` distinct
+  echo times form a multi-echo series. Everything else is skipped with an INFO log line naming
+  the series by number and description.
+* Slice positions: ImagePositionPatient projected on the slice normal (row cosine x column
+  cosine), never file names, InstanceNumber or SliceLocation. Positions closer than
+  :data:`SAME_POSITION_MM` are one position.
+* Echoes: sorted by EchoTime (ms). Two files with the same SOPInstanceUID are one image (the
+  first path in sorted order is read). Two different images with the same echo time at one
+  position make that multi-echo series ambiguous: it is skipped with a WARNING.
+* Order and location: slices of one subject are ordered from base to apex along the slice
+  normal, signed so that it points towards :data:`APEX_DIRECTION_LPS` (patient left, anterior,
+  inferior). With exactly three distinct positions they are labelled ``base``, ``mid``,
+  ``apex``; otherwise ``""``. When a subject's slices are not parallel, or the normal is nearly
+  perpendicular to the apex direction, the image centres are ordered along the apex direction
+  and the locations are ``""``.
+* Pixels: stored values * RescaleSlope + RescaleIntercept, as float32, as displayed (row 0 at
+  the top); nothing is reoriented, resampled or padded. A negative or non-finite value after
+  rescaling refuses the import (a magnitude image cannot be negative; nothing is clipped).
+  Philips' private scale slope is not applied.
+* Shape: every slice must have the same echo count E and matrix H x W; otherwise the import is
+  refused with a message naming the subject keys and series (never resampled or padded).
+* ``phase_encoding_axis`` from InPlanePhaseEncodingDirection: the standard defines ``ROW`` as
+  "phase encoded in rows" and ``COL`` as "phase encoded in columns", i.e. the phase-encoding
+  direction runs along a row (left-right, the column index changes: image axis 1) or along a
+  column (top-bottom, the row index changes: image axis 0), as dcm2niix reads it (``ROW`` = i,
+  ``COL`` = j). Missing or other values give -1.
+* Pseudonymization: nothing of the header except geometry, echo times and pixel data is copied.
+  Subject keys ``S0001``, ``S0002``, ... follow the order of a SHA-256 hash of (PatientID,
+  StudyInstanceUID): deterministic, but not the order of patient IDs or scan dates. The mapping
+  back is returned in :attr:`DicomImport.keys` and written only by :func:`write_key_file`.
+  Log lines name series by number and description and subjects by key; error messages name the
+  offending file by its path.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.config import disable_value_validation
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import EnhancedMRImageStorage, MRImageStorage
+from tqdm.auto import tqdm
+
+from cmrseg.data.echo_stack import EchoStack
+from cmrseg.utils.atomic import atomic_path
+from cmrseg.utils.errors import InputError
+
+__all__ = [
+    "APEX_DIRECTION_LPS",
+    "MIN_ECHOES",
+    "SAME_POSITION_MM",
+    "DicomImport",
+    "SubjectKey",
+    "import_dicom",
+    "write_key_file",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_ECHOES = 3
+SAME_POSITION_MM = 0.1
+APEX_DIRECTION_LPS = np.array([1.0, -1.0, -1.0]) / math.sqrt(3.0)
+_MIN_COS_APEX = 0.3  # |normal . apex direction| below this: base/apex sign is not trusted
+_MIN_COS_PARALLEL = math.cos(math.radians(5.0))
+_TE_DECIMALS = 3  # echo times equal to 1 us are one echo time
+_NON_MAGNITUDE_TYPES = frozenset({"P", "PHASE", "R", "REAL", "I", "IMAGINARY"})
+_GE_CREATOR, _GE_CREATOR_TAG = "GEMS_PARM_01", (0x0043, 0x0010)
+_GE_RAW_DATA_TYPE_TAG = (0x0043, 0x102F)  # in the GEMS_PARM_01 block
+_PHASE_AXIS = {"ROW": 1, "COL": 0}
+_KEY_FILE_COLUMNS = ("subject_id", "patient_id", "study_instance_uid")
+
+
+@dataclass(frozen=True)
+class SubjectKey:
+    """One row of the key file: the pseudonym and what it stands for.
+
+    Attributes:
+        subject_id: The new key, e.g. ``S0001``.
+        patient_id: DICOM PatientID.
+        study_instance_uid: DICOM StudyInstanceUID.
+    """
+
+    subject_id: str
+    patient_id: str
+    study_instance_uid: str
+
+
+@dataclass(frozen=True)
+class DicomImport:
+    """Result of :func:`import_dicom`.
+
+    Attributes:
+        stack: The pseudonymized echo stack (``images``, ``te_ms``, ``subject_id``,
+            ``slice_location``, ``pixel_spacing_mm``, ``phase_encoding_axis``).
+        keys: The mapping back to the source, one row per subject; never write it anywhere
+            but a key file the user asked for.
+        n_series_skipped: Number of series (or sets of series) that were not imported.
+    """
+
+    stack: EchoStack
+    keys: list[SubjectKey]
+    n_series_skipped: int
+
+
+@dataclass(frozen=True)
+class _Image:
+    """Header of one usable DICOM image (no pixel data)."""
+
+    path: Path
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    series_name: str
+    orientation: tuple[float, ...]
+    position_mm: tuple[float, float, float]
+    rows: int
+    cols: int
+    spacing_mm: tuple[float, float]
+    te_ms: float
+    phase_axis: int
+
+    @property
+    def study(self) -> tuple[str, str]:
+        return (self.patient_id, self.study_uid)
+
+    @property
+    def geometry(self) -> tuple[object, ...]:
+        """Orientation, matrix and spacing, rounded so equal acquisitions compare equal."""
+        return (
+            tuple(round(v, 3) for v in self.orientation),
+            self.rows,
+            self.cols,
+            tuple(round(v, 4) for v in self.spacing_mm),
+        )
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit slice normal, row cosine x column cosine."""
+        n = np.cross(self.orientation[:3], self.orientation[3:])
+        return n / np.linalg.norm(n)
+
+    @property
+    def centre_mm(self) -> np.ndarray:
+        """Patient coordinates of the image centre in mm."""
+        row_dir, col_dir = np.array(self.orientation[:3]), np.array(self.orientation[3:])
+        return (
+            np.array(self.position_mm)
+            + row_dir * self.spacing_mm[1] * (self.cols - 1) / 2
+            + col_dir * self.spacing_mm[0] * (self.rows - 1) / 2
+        )
+
+
+@dataclass
+class _Slice:
+    """One output slice: the images of one position of one multi-echo series, by TE."""
+
+    images: list[_Image]
+    series_name: str
+
+
+@dataclass
+class _Scan:
+    """Result of the header pass."""
+
+    images: list[_Image]
+    n_files: int
+    skipped: dict[str, list[str]]  # series name -> reasons images were left out
+
+
+# --------------------------------------------------------------------------- header pass
+
+
+def _walk(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        files.extend(Path(folder) / name for name in sorted(names))
+    return files
+
+
+def _series_name(ds: Dataset) -> str:
+    number = ds.get("SeriesNumber")
+    description = str(ds.get("SeriesDescription", "") or "")
+    return f"series {number if number not in (None, '') else '?'} '{description}'"
+
+
+def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    values = tuple(float(v) for v in (value if n > 1 else [value]))
+    if len(values) != n or not all(math.isfinite(v) for v in values):
+        return None
+    return values
+
+
+def _ge_raw_data_type(ds: Dataset) -> int | None:
+    """GE's private raw data type (0 magnitude, 1 phase, 2 real, 3 imaginary), or None."""
+    creator = ds.get(_GE_CREATOR_TAG)
+    element = ds.get(_GE_RAW_DATA_TYPE_TAG)
+    if creator is None or str(creator.value).strip() != _GE_CREATOR or element is None:
+        return None
+    value = element.value
+    if isinstance(value, bytes):  # implicit VR without a private dictionary entry: raw SS
+        return int.from_bytes(value[:2], "little", signed=True) if len(value) >= 2 else None
+    return int(value[0] if isinstance(value, (list, tuple)) else value)
+
+
+def _rejection(ds: Dataset) -> str | None:
+    """Why an MR image cannot be part of a multi-echo magnitude series, or None."""
+    if ds.get("SOPClassUID") == EnhancedMRImageStorage:
+        return "enhanced (multi-frame) MR images are not supported"
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return "multi-frame images are not supported"
+    if ds.get("PhotometricInterpretation", "MONOCHROME2") != "MONOCHROME2":
+        return f"photometric interpretation {ds.get('PhotometricInterpretation')} (not MONOCHROME2)"
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return "more than one sample per pixel"
+    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    component = str(ds.get("ComplexImageComponent", "") or "").upper()
+    if (
+        image_type & _NON_MAGNITUDE_TYPES
+        or component not in ("", "MAGNITUDE")
+        or _ge_raw_data_type(ds) in (1, 2, 3)
+    ):
+        return "phase, real or imaginary, not magnitude"
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "ImageOrientationPatient",
+        "ImagePositionPatient",
+        "PixelSpacing",
+        "Rows",
+        "Columns",
+        "EchoTime",
+    ):
+        if ds.get(keyword) in (None, ""):
+            return f"{keyword} missing"
+    return None
+
+
+def _header(path: Path, ds: Dataset) -> _Image | str:
+    """Turn one header into an :class:`_Image`, or return why it is not usable."""
+    reason = _rejection(ds)
+    if reason is not None:
+        return reason
+    orientation = _floats(ds, "ImageOrientationPatient", 6)
+    position = _floats(ds, "ImagePositionPatient", 3)
+    spacing = _floats(ds, "PixelSpacing", 2)
+    te = _floats(ds, "EchoTime", 1)
+    if orientation is None or position is None or spacing is None or te is None:
+        return "malformed geometry, pixel spacing or echo time"
+    row_dir, col_dir = np.array(orientation[:3]), np.array(orientation[3:])
+    if np.linalg.norm(np.cross(row_dir, col_dir)) < 0.5 or min(spacing) <= 0 or te[0] <= 0:
+        return "degenerate orientation, pixel spacing or echo time"
+    direction = str(ds.get("InPlanePhaseEncodingDirection", "") or "").strip().upper()
+    return _Image(
+        path=path,
+        patient_id=str(ds.get("PatientID", "") or ""),
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_uid=str(ds.get("SOPInstanceUID", "") or path),
+        series_name=_series_name(ds),
+        orientation=orientation,
+        position_mm=(position[0], position[1], position[2]),
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
+        spacing_mm=(spacing[0], spacing[1]),
+        te_ms=round(te[0], _TE_DECIMALS),
+        phase_axis=_PHASE_AXIS.get(direction, -1),
+    )
+
+
+def _scan(root: Path, progress: bool, description: re.Pattern[str] | None) -> _Scan:
+    files = _walk(root)
+    images: list[_Image] = []
+    skipped: dict[str, list[str]] = defaultdict(list)
+    bar = tqdm(files, desc="reading DICOM headers", unit="file", disable=None if progress else True)
+    for path in bar:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except InvalidDicomError:
+            log.debug("not DICOM, skipped: %s", path)
+            continue
+        except Exception as err:  # pydicom raises many types on damaged files; none is fatal
+            log.warning("unreadable DICOM header, skipped: %s (%s)", path, type(err).__name__)
+            continue
+        is_mr = ds.get("SOPClassUID") in (MRImageStorage, EnhancedMRImageStorage) or (
+            "SOPClassUID" not in ds and ds.get("Modality") == "MR"
+        )
+        if not is_mr:
+            log.debug("not an MR image, skipped: %s", path)
+            continue
+        if description is not None and not description.search(
+            str(ds.get("SeriesDescription", "") or "")
+        ):
+            skipped[_series_name(ds)].append("series description does not match the selection")
+            continue
+        try:
+            result = _header(path, ds)
+        except (ValueError, TypeError) as err:  # e.g. a decimal string that is not a number
+            result = f"malformed header value ({type(err).__name__})"
+        if isinstance(result, str):
+            skipped[_series_name(ds)].append(result)
+        else:
+            images.append(result)
+    return _Scan(images=images, n_files=len(files), skipped=dict(skipped))
+
+
+# --------------------------------------------------------------------------- series rules
+
+
+def _positions(images: Sequence[_Image]) -> list[list[_Image]]:
+    """Group images of one geometry by slice position (projection on the slice normal)."""
+    normal = images[0].normal
+    depth = np.array([np.dot(im.position_mm, normal) for im in images])
+    order = np.argsort(depth, kind="stable")
+    groups: list[list[_Image]] = []
+    last = -np.inf
+    for i in order:
+        if depth[i] - last > SAME_POSITION_MM:
+            groups.append([])
+        groups[-1].append(images[i])
+        last = depth[i]
+    return groups
+
+
+def _unique(images: list[_Image]) -> list[_Image]:
+    """Keep the first file (in sorted path order) of each SOPInstanceUID."""
+    seen: dict[str, _Image] = {}
+    for im in images:
+        if seen.setdefault(im.sop_uid, im) is not im:
+            log.debug("%s: copy of %s ignored", im.path, seen[im.sop_uid].path)
+    return list(seen.values())
+
+
+def _n_echo_times(images: Sequence[_Image]) -> int:
+    return len({im.te_ms for im in images})
+
+
+def _echo_slices(positions: list[list[_Image]], name: str) -> list[_Slice]:
+    """Sort the images of each position by TE.
+
+    Returns:
+        One slice per position, or an empty list (logged as a WARNING) when two different
+        images share an echo time at one position.
+    """
+    slices = []
+    for images in positions:
+        by_te: dict[float, _Image] = {}
+        for im in sorted(images, key=lambda im: im.te_ms):
+            if by_te.setdefault(im.te_ms, im) is not im:
+                _skip(
+                    name,
+                    f"two different images with echo time {im.te_ms:g} ms at one slice position",
+                    logging.WARNING,
+                )
+                return []
+        slices.append(_Slice(images=list(by_te.values()), series_name=name))
+    return slices
+
+
+def _skip(name: str, reason: str, level: int = logging.INFO) -> None:
+    log.log(level, "skipped %s: %s", name, reason)
+
+
+def _multi_echo_slices(images: list[_Image]) -> tuple[list[list[_Slice]], int]:
+    """Apply the series rules, logging every skipped series.
+
+    Returns:
+        The multi-echo series (each a list of slices, one per position) and the number of
+        series (or sets of one-echo series) skipped.
+    """
+    by_series: dict[str, list[_Image]] = defaultdict(list)
+    for im in images:
+        by_series[im.series_uid].append(im)
+    accepted: list[list[_Slice]] = []
+    n_skipped = 0
+    single_echo: dict[tuple[object, ...], list[list[_Image]]] = defaultdict(list)
+    for series in by_series.values():
+        name = series[0].series_name
+        if len({im.geometry for im in series}) > 1:
+            _skip(name, "more than one orientation, matrix or pixel spacing")
+            n_skipped += 1
+            continue
+        positions = _positions(series)
+        counts = [_n_echo_times(p) for p in positions]
+        if min(counts) >= MIN_ECHOES:
+            slices = _echo_slices(positions, name)
+            if slices:
+                accepted.append(slices)
+            else:
+                n_skipped += 1
+        elif max(counts) == 1 and all(len(p) == 1 for p in positions):
+            single_echo[(series[0].study, series[0].geometry)].append(series)
+        else:
+            n_echoes = (
+                f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+            )
+            _skip(name, f"{n_echoes} echo time(s) per slice position, need >= {MIN_ECHOES}")
+            n_skipped += 1
+    for group in single_echo.values():
+        slices, n_left_out = _combine_single_echo(group)
+        n_skipped += n_left_out
+        if slices:
+            accepted.append(slices)
+    return accepted, n_skipped
+
+
+def _combine_single_echo(group: list[list[_Image]]) -> tuple[list[_Slice], int]:
+    """Combine one-echo series of one study and geometry (one series per echo).
+
+    Returns:
+        The slices of the multi-echo set (empty when there is none or it is ambiguous) and
+        the number of series or sets skipped.
+    """
+    positions = _positions([im for series in group for im in series])
+    good_ids = {id(im) for p in positions if _n_echo_times(p) >= MIN_ECHOES for im in p}
+    members = [s for s in group if all(id(im) in good_ids for im in s)]
+    for series in group:
+        if not any(series is m for m in members):
+            _skip(series[0].series_name, f"one echo time and no set of >= {MIN_ECHOES} such series")
+    n_skipped = len(group) - len(members)
+    if not members:
+        return [], n_skipped
+    member_ids = {id(im) for s in members for im in s}
+    kept = [[im for im in p if id(im) in member_ids] for p in positions]
+    names = ", ".join(sorted({s[0].series_name for s in members}))
+    slices = _echo_slices([p for p in kept if p], f"{len(members)} one-echo series ({names})")
+    return slices, n_skipped + (0 if slices else 1)
+
+
+# --------------------------------------------------------------------------- subjects
+
+
+def _subject_order(study: tuple[str, str]) -> str:
+    return hashlib.sha256("\0".join(study).encode("utf-8")).hexdigest()
+
+
+def _locate(slices: list[_Slice]) -> tuple[list[int], list[str], str | None]:
+    """Order one subject's slices base to apex and label them.
+
+    Returns:
+        The order (indices into ``slices``), one location per ordered slice, and why the
+        locations are unknown (``None`` when they are known or there are not three positions).
+    """
+    first = [s.images[0] for s in slices]
+    normals = np.array([im.normal for im in first])
+    reference = normals[0]
+    cos_apex = float(reference @ APEX_DIRECTION_LPS)
+    parallel = bool(np.all(np.abs(normals @ reference) >= _MIN_COS_PARALLEL))
+    why = None
+    if not parallel:
+        why = "slices are not parallel"
+    elif abs(cos_apex) < _MIN_COS_APEX:
+        why = "the slice normal is nearly perpendicular to the long axis direction"
+    if why is None:
+        depth = np.array([np.dot(im.position_mm, reference) for im in first]) * np.sign(cos_apex)
+    else:
+        depth = np.array([im.centre_mm @ APEX_DIRECTION_LPS for im in first])
+    order = [int(i) for i in np.argsort(depth, kind="stable")]
+    sorted_depth = depth[order]
+    position_index = np.concatenate([[0], np.cumsum(np.diff(sorted_depth) > SAME_POSITION_MM)])
+    if why is None and position_index[-1] == 2:
+        names = ("base", "mid", "apex")
+        return order, [names[int(i)] for i in position_index], None
+    return order, [""] * len(order), why
+
+
+def _check_shapes(subjects: list[tuple[str, list[_Slice]]], root: Path) -> None:
+    """Refuse slices of differing echo count or matrix; never resample or pad."""
+    ref_key, ref = subjects[0][0], subjects[0][1][0]
+
+    def shape(s: _Slice) -> tuple[int, int, int]:
+        return (len(s.images), s.images[0].rows, s.images[0].cols)
+
+    for key, slices in subjects:
+        for s in slices:
+            if shape(s) != shape(ref):
+                e, h, w = shape(s)
+                e0, h0, w0 = shape(ref)
+                raise InputError(
+                    f"{root}: subject {key} ({s.series_name}) has {e} echoes of {h}x{w} pixels "
+                    f"but subject {ref_key} ({ref.series_name}) has {e0} echoes of {h0}x{w0}; "
+                    "every slice of one file must have the same echo count and matrix "
+                    "(nothing is resampled or padded): import them into separate files or "
+                    "select series by description"
+                )
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _pixels(image: _Image) -> np.ndarray:
+    """Read one image as float32 ``[H, W]``: stored * RescaleSlope + RescaleIntercept."""
+    try:
+        ds = pydicom.dcmread(image.path)
+        stored = ds.pixel_array
+    except Exception as err:  # decoder and file errors come in many types
+        raise InputError(f"{image.path}: cannot read pixel data: {err}") from None
+    if stored.shape != (image.rows, image.cols):
+        raise InputError(
+            f"{image.path}: pixel data of shape {stored.shape}, header says "
+            f"{image.rows}x{image.cols}"
+        )
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    values = stored.astype(np.float64) * slope + intercept
+    if not np.isfinite(values).all():
+        raise InputError(f"{image.path}: non-finite values after RescaleSlope/RescaleIntercept")
+    if values.min() < 0:
+        raise InputError(
+            f"{image.path}: negative magnitude {values.min():g} after rescaling (RescaleSlope "
+            f"{slope:g}, RescaleIntercept {intercept:g}); magnitude images must be >= 0 and "
+            "are not clipped"
+        )
+    return values.astype(np.float32)
+
+
+def _iter_images(slices: list[_Slice], progress: bool) -> Iterator[tuple[int, int, np.ndarray]]:
+    jobs = [(i, e, im) for i, s in enumerate(slices) for e, im in enumerate(s.images)]
+    bar = tqdm(jobs, desc="reading pixel data", unit="image", disable=None if progress else True)
+    for i, e, im in bar:
+        yield i, e, _pixels(im)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def import_dicom(
+    root: str | os.PathLike[str],
+    *,
+    series_description: str | None = None,
+    progress: bool = True,
+) -> DicomImport:
+    """Find the multi-echo GRE series under ``root`` and turn them into a pseudonymized stack.
+
+    The rules are those of the module docstring; ``root`` is only read.
+
+    Args:
+        root: Folder searched recursively for DICOM files.
+        series_description: Optional regular expression; only images whose SeriesDescription
+            it matches (``re.search``, case-insensitive) are considered, e.g. to leave out a
+            liver T2* series of the same study.
+        progress: Show tqdm progress bars (on a terminal).
+
+    Returns:
+        The stack (slices of one subject together, base to apex), the key mapping and the
+        number of skipped series.
+
+    Raises:
+        InputError: ``root`` is not a folder, ``series_description`` is not a valid regular
+            expression, ``root`` holds no multi-echo series, its series differ in
+            echo count or matrix, or an image cannot be read or is negative after rescaling.
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    try:
+        pattern = None if series_description is None else re.compile(series_description, re.I)
+    except re.error as err:
+        raise InputError(f"series description {series_description!r}: {err}") from None
+    with disable_value_validation():  # pydicom's validation warnings quote header values
+        scan = _scan(folder, progress, pattern)
+    for name, reasons in sorted(scan.skipped.items()):
+        counts = {r: reasons.count(r) for r in reasons}
+        log.info(
+            "left out images of %s: %s", name, "; ".join(f"{r} ({n})" for r, n in counts.items())
+        )
+    accepted, n_skipped = _multi_echo_slices(_unique(scan.images))
+    n_skipped += len(set(scan.skipped) - {im.series_name for im in scan.images})
+    if not accepted:
+        raise InputError(
+            f"{folder}: no multi-echo series found in {scan.n_files} files "
+            f"({len(scan.images)} usable MR magnitude images); a multi-echo series needs at least "
+            f"{MIN_ECHOES} distinct echo times at every slice position"
+        )
+
+    by_study: dict[tuple[str, str], list[_Slice]] = defaultdict(list)
+    for series in accepted:
+        by_study[series[0].images[0].study].extend(series)
+    studies = sorted(by_study, key=_subject_order)
+    keys = [SubjectKey(f"S{i + 1:04d}", p, s) for i, (p, s) in enumerate(studies)]
+
+    subjects: list[tuple[str, list[_Slice]]] = []
+    locations: list[str] = []
+    for key, study in zip(keys, studies, strict=True):
+        order, labels, why = _locate(by_study[study])
+        if why is not None:
+            log.info("%s: slice locations unknown: %s", key.subject_id, why)
+        subjects.append((key.subject_id, [by_study[study][i] for i in order]))
+        locations.extend(labels)
+    _check_shapes(subjects, folder)
+
+    slices = [s for _, subject_slices in subjects for s in subject_slices]
+    first = slices[0].images[0]
+    images = np.empty((len(slices), len(slices[0].images), first.rows, first.cols), np.float32)
+    with disable_value_validation():
+        for i, e, pixels in _iter_images(slices, progress):
+            images[i, e] = pixels
+    stack = EchoStack(
+        images=images,
+        te_ms=np.array([[im.te_ms for im in s.images] for s in slices], dtype=np.float32),
+        subject_id=[key for key, subject_slices in subjects for _ in subject_slices],
+        slice_location=locations,
+        pixel_spacing_mm=np.array([s.images[0].spacing_mm for s in slices], dtype=np.float32),
+        phase_encoding_axis=np.array(
+            [_slice_phase_axis(s) for s in slices],
+            dtype=np.int8,
+        ),
+    )
+    log.info(
+        "imported %d slices of %d subjects (%d echoes of %d x %d pixels); %d series skipped",
+        len(slices),
+        len(keys),
+        images.shape[1],
+        first.rows,
+        first.cols,
+        n_skipped,
+    )
+    return DicomImport(stack=stack, keys=keys, n_series_skipped=n_skipped)
+
+
+def _slice_phase_axis(s: _Slice) -> int:
+    axes = {im.phase_axis for im in s.images}
+    return axes.pop() if len(axes) == 1 else -1
+
+
+def write_key_file(path: str | os.PathLike[str], keys: Sequence[SubjectKey]) -> None:
+    """Write the pseudonym mapping as CSV ``subject_id,patient_id,study_instance_uid``, atomically.
+
+    Args:
+        path: Destination; it holds identifiers, so keep it apart from the data.
+        keys: The mapping from :func:`import_dicom`.
+    """
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(_KEY_FILE_COLUMNS)
+        for key in keys:
+            writer.writerow((key.subject_id, key.patient_id, key.study_instance_uid))
