@@ -1,0 +1,101 @@
+"""The predict interface shared by every segmenter (U-Nets now, GAC and region growing too).
+
+A segmenter is any callable module that maps images ``[B, C, H, W]`` to per-class scores
+``[B, K, H, W]`` (logits, probabilities or one-hot; only the arg-max matters) and says which of
+its ``K`` classes are myocardium. :func:`logits_to_labels` turns those scores into the echo-stack
+label coding (0 background, 1 LV blood pool, 2 LV myocardium) the same way for all of them:
+
+1. arg-max over classes; myocardium = the pixels whose class is in ``myocardium_classes``
+   (so 16 AHA sectors merge into one myocardium);
+2. optionally keep only the largest 8-connected myocardium component (drops spurious islands);
+3. blood pool = the holes of the myocardium (background 4-connected, not reaching the image
+   border), i.e. ``binary_fill_holes(myocardium) & ~myocardium``; an open ring has no pool.
+
+Steps 2-3 run on the CPU with scipy, one slice at a time (a few ms per 192 x 256 slice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = ["Segmenter", "logits_to_labels", "predict_labels"]
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What every segmenter offers to training, evaluation and prediction code."""
+
+    myocardium_classes: tuple[int, ...]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Map images ``[B, C, H, W]`` to class scores ``[B, K, H, W]``."""
+        ...
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    components, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return components == int(np.argmax(sizes))
+
+
+def logits_to_labels(
+    logits: torch.Tensor, myocardium_classes: Sequence[int], *, keep_largest_component: bool
+) -> torch.Tensor:
+    """Turn class scores into labels 0 background, 1 blood pool, 2 myocardium.
+
+    Args:
+        logits: Class scores ``[B, K, H, W]``.
+        myocardium_classes: Classes in ``0..K-1`` that are myocardium.
+        keep_largest_component: Keep only the largest 8-connected myocardium component.
+
+    Returns:
+        uint8 labels ``[B, H, W]`` on the device of ``logits``.
+
+    Raises:
+        ValueError: On a wrong shape or a class outside ``0..K-1``.
+    """
+    if logits.ndim != 4:
+        raise ValueError(f"logits must be [B, K, H, W], got shape {tuple(logits.shape)}")
+    n_classes = logits.shape[1]
+    myo_classes = torch.as_tensor(list(myocardium_classes), dtype=torch.long, device=logits.device)
+    if myo_classes.numel() == 0 or bool(((myo_classes < 0) | (myo_classes >= n_classes)).any()):
+        raise ValueError(
+            f"myocardium_classes must be non-empty classes in 0..{n_classes - 1}, "
+            f"got {list(myocardium_classes)}"
+        )
+    myocardium = torch.isin(logits.argmax(dim=1), myo_classes).cpu().numpy()
+    labels = np.zeros(myocardium.shape, dtype=np.uint8)
+    for i, myo in enumerate(myocardium):
+        if keep_largest_component:
+            myo = _largest_component(myo)
+        labels[i][ndimage.binary_fill_holes(myo)] = 1
+        labels[i][myo] = 2
+    return torch.from_numpy(labels).to(logits.device)
+
+
+@torch.no_grad()
+def predict_labels(
+    segmenter: Segmenter, images: torch.Tensor, *, keep_largest_component: bool
+) -> torch.Tensor:
+    """Run a segmenter (already in eval mode) and return uint8 labels ``[B, H, W]``.
+
+    Args:
+        segmenter: Any :class:`Segmenter`.
+        images: Network input ``[B, C, H, W]``.
+        keep_largest_component: See :func:`logits_to_labels`.
+    """
+    return logits_to_labels(
+        segmenter(images),
+        segmenter.myocardium_classes,
+        keep_largest_component=keep_largest_component,
+    )
