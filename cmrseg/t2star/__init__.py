@@ -1,0 +1,92 @@
+"""T2* quantification of multi-echo GRE magnitude data (numpy, scipy, lmfit, skimage; no torch).
+
+Signal models with the multi-coil noise floor, a vectorized map fitter and an lmfit reference,
+myocardial regions (sectors, AHA segments, septal ROI, wall core), grading and the contract's
+``t2star.csv``. Settings come from ``conf/t2star/default.yaml`` (:func:`load_t2star_config`).
+"""
+
+from cmrseg.t2star.config import (
+    DEFAULT_CONFIG_PATH,
+    RegionOptions,
+    T2StarConfig,
+    load_t2star_config,
+)
+from cmrseg.t2star.fitting import (
+    SIGNAL_MODELS,
+    CurveFit,
+    FitOptions,
+    MapFit,
+    fit_curve_lmfit,
+    fit_curves,
+    fit_loglinear,
+    fit_map,
+)
+from cmrseg.t2star.grading import grade_t2star, myocardial_iron_mg_per_g
+from cmrseg.t2star.quantify import (
+    REGIONS,
+    RegionResult,
+    quantify_region,
+    quantify_slice,
+    slice_noise_sigma,
+    t2star_map,
+)
+from cmrseg.t2star.regions import (
+    aha_segment_map,
+    estimate_rv_insertion,
+    lv_centroid,
+    sector_map,
+    septal_roi_mask,
+    wall_core_mask,
+)
+from cmrseg.t2star.signal import (
+    estimate_noise_sigma,
+    mono_exp,
+    mono_exp_noise_corrected,
+    mono_exp_offset,
+    noise_floor_mean,
+    truncation_mask,
+)
+from cmrseg.t2star.status import Status, status_code, status_from_code
+from cmrseg.t2star.table import CSV_COLUMNS, quantify_stack, slice_rows, write_t2star_csv
+
+__all__ = [
+    "CSV_COLUMNS",
+    "DEFAULT_CONFIG_PATH",
+    "REGIONS",
+    "SIGNAL_MODELS",
+    "CurveFit",
+    "FitOptions",
+    "MapFit",
+    "RegionOptions",
+    "RegionResult",
+    "Status",
+    "T2StarConfig",
+    "aha_segment_map",
+    "estimate_noise_sigma",
+    "estimate_rv_insertion",
+    "fit_curve_lmfit",
+    "fit_curves",
+    "fit_loglinear",
+    "fit_map",
+    "grade_t2star",
+    "load_t2star_config",
+    "lv_centroid",
+    "mono_exp",
+    "mono_exp_noise_corrected",
+    "mono_exp_offset",
+    "myocardial_iron_mg_per_g",
+    "noise_floor_mean",
+    "quantify_region",
+    "quantify_slice",
+    "quantify_stack",
+    "sector_map",
+    "septal_roi_mask",
+    "slice_noise_sigma",
+    "slice_rows",
+    "status_code",
+    "status_from_code",
+    "t2star_map",
+    "truncation_mask",
+    "wall_core_mask",
+    "write_t2star_csv",
+]

@@ -1,0 +1,276 @@
+"""Region T2* of a short-axis slice: global myocardium and six sectors (contract section 2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from cmrseg.t2star.config import T2StarConfig
+from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
+from cmrseg.t2star.grading import grade_t2star
+from cmrseg.t2star.regions import (
+    MYOCARDIUM,
+    estimate_rv_insertion,
+    sector_map,
+    wall_core_mask,
+)
+from cmrseg.t2star.signal import estimate_noise_sigma
+from cmrseg.t2star.status import Status, status_code
+from cmrseg.utils.errors import InputError
+
+__all__ = [
+    "REGIONS",
+    "RegionResult",
+    "quantify_region",
+    "quantify_slice",
+    "slice_noise_sigma",
+    "t2star_map",
+]
+
+log = logging.getLogger(__name__)
+
+#: Region names of one slice, in CSV order.
+REGIONS: tuple[str, ...] = ("global", *(f"sector{k}" for k in range(1, 7)))
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """T2* of one region; numbers are NaN unless ``status`` is ``ok``.
+
+    Attributes:
+        region: ``global``, ``sector1`` .. ``sector6`` or a caller's name.
+        t2star_ms: T2* estimate in ms.
+        ci_low_ms: Lower end of its 95% confidence interval.
+        ci_high_ms: Upper end of its 95% confidence interval.
+        s0: Signal at TE = 0 (image units).
+        r2: Coefficient of determination of the fit (median over pixels for ``median_pixel``).
+        n_pixels: Pixels in the region's ROI.
+        status: Outcome.
+    """
+
+    region: str
+    t2star_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    s0: float
+    r2: float
+    n_pixels: int
+    status: Status
+
+    @property
+    def grade(self) -> str:
+        """Iron-overload grade, ``""`` unless ``ok``."""
+        return grade_t2star(self.t2star_ms) if self.status is Status.OK else ""
+
+    @classmethod
+    def without_value(cls, region: str, n_pixels: int, status: Status) -> RegionResult:
+        """A result that carries only a reason."""
+        return cls(region, *(np.nan,) * 5, n_pixels=n_pixels, status=status)
+
+
+def _check_slice(images: np.ndarray, te_ms: np.ndarray, labels: np.ndarray) -> None:
+    if images.ndim != 3:
+        raise InputError(f"images must be [E, H, W], got shape {images.shape}")
+    if te_ms.shape != (images.shape[0],):
+        raise InputError(f"te_ms shape {te_ms.shape} does not match {images.shape[0]} echoes")
+    if not np.all(np.isfinite(te_ms)) or te_ms[0] < 0 or np.any(np.diff(te_ms) <= 0):
+        raise InputError(f"te_ms must be finite, >= 0 and strictly increasing: {te_ms.tolist()}")
+    if labels.shape != images.shape[1:]:
+        raise InputError(f"labels shape {labels.shape} != image shape {images.shape[1:]}")
+    if not np.all(np.isfinite(images)) or np.any(images < 0):
+        raise InputError("images must be finite and >= 0 (magnitude data)")
+
+
+def slice_noise_sigma(
+    images: np.ndarray, config: T2StarConfig, sigma: float | None = None
+) -> tuple[FitOptions, float | None]:
+    """Noise SD for one slice and the fit options that can use it.
+
+    Priority: ``sigma``, then ``config.noise_sigma``, then an estimate from the slice's
+    background. When the model needs a noise SD and none can be had, the slice falls back to
+    the plain ``mono`` model with a warning in the log.
+
+    Returns:
+        ``(fit options, sigma)``; sigma is ``None`` when the model does not need it.
+    """
+    options = config.fit
+    if not options.needs_sigma:
+        return options, None
+    if sigma is None:
+        sigma = config.noise_sigma
+    if sigma is None:
+        try:
+            sigma = estimate_noise_sigma(images, options.n_coils)
+        except ValueError as err:
+            log.warning("noise SD not estimable (%s); fitting model 'mono' without floor", err)
+            return dataclasses.replace(options, model="mono"), None
+    return options, float(sigma)
+
+
+def _median_ci(values: np.ndarray) -> tuple[float, float]:
+    """Distribution-free 95% CI of the median from order statistics."""
+    ordered = np.sort(values)
+    n = ordered.size
+    half = stats.norm.ppf(0.975) * np.sqrt(n) / 2.0
+    low = int(np.clip(np.floor(n / 2.0 - half), 0, n - 1))
+    high = int(np.clip(np.ceil(n / 2.0 + half), 0, n - 1))
+    return float(ordered[low]), float(ordered[high])
+
+
+def quantify_region(
+    images: np.ndarray,
+    te_ms: np.ndarray,
+    mask: np.ndarray,
+    config: T2StarConfig,
+    *,
+    sigma: float | None = None,
+    region: str = "roi",
+) -> RegionResult:
+    """T2* of the pixels in ``mask`` by the configured estimator.
+
+    Args:
+        images: Magnitude images ``[E, H, W]``.
+        te_ms: Echo times [E] in ms.
+        mask: Boolean ``[H, W]`` region of interest (used as given, no erosion).
+        config: T2* settings.
+        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+        region: Name written into the result.
+
+    Returns:
+        :class:`RegionResult`.
+    """
+    images, te_ms, mask = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(mask, bool)
+    _check_slice(images, te_ms, mask)
+    n_pixels = int(mask.sum())
+    if n_pixels == 0:
+        return RegionResult.without_value(region, 0, Status.EMPTY_MASK)
+    if n_pixels < config.region.min_pixels:
+        return RegionResult.without_value(region, n_pixels, Status.TOO_FEW_PIXELS)
+    options, sigma = slice_noise_sigma(images, config, sigma)
+    curves = images[:, mask].T.astype(float)
+    if config.region.estimator == "mean_signal":
+        fit = fit_curves(te_ms, curves.mean(axis=0), options, sigma).curve(())
+        if fit.status is not Status.OK:
+            return RegionResult.without_value(region, n_pixels, fit.status)
+        return RegionResult(
+            region,
+            fit.t2star_ms,
+            fit.ci_low_ms,
+            fit.ci_high_ms,
+            fit.s0,
+            fit.r2,
+            n_pixels,
+            fit.status,
+        )
+    fits = fit_curves(te_ms, curves, options, sigma)
+    ok = fits.status == status_code(Status.OK)
+    if ok.sum() < config.region.min_pixels:
+        return RegionResult.without_value(region, n_pixels, Status.FIT_FAILED)
+    low, high = _median_ci(fits.t2star_ms[ok])
+    return RegionResult(
+        region,
+        float(np.median(fits.t2star_ms[ok])),
+        low,
+        high,
+        float(np.median(fits.s0[ok])),
+        float(np.median(fits.r2[ok])),
+        n_pixels,
+        Status.OK,
+    )
+
+
+def quantify_slice(
+    images: np.ndarray,
+    te_ms: np.ndarray,
+    labels: np.ndarray,
+    rv_insertion: tuple[float, float] | np.ndarray | None,
+    *,
+    config: T2StarConfig,
+    phase_encoding_axis: int = -1,
+    sigma: float | None = None,
+) -> list[RegionResult]:
+    """T2* of the global myocardium and of its six sectors in one slice.
+
+    Args:
+        images: Magnitude images ``[E, H, W]``.
+        te_ms: Echo times [E] in ms.
+        labels: ``[H, W]`` with 0 background, 1 blood pool, 2 myocardium.
+        rv_insertion: ``(row, col)`` of the anterior RV insertion point; NaN or ``None`` when
+            unknown (then ``config.region.rv_insertion_fallback`` decides).
+        config: T2* settings.
+        phase_encoding_axis: 0 (rows), 1 (columns) or -1 (unknown); shapes the wall core.
+        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+
+    Returns:
+        Seven :class:`RegionResult`, in the order of :data:`REGIONS`.
+
+    Raises:
+        InputError: Shapes that do not match, TE not increasing, negative or non-finite signal.
+    """
+    images, te_ms, labels = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(labels)
+    _check_slice(images, te_ms, labels)
+    wall = labels == MYOCARDIUM
+    if not wall.any():
+        return [RegionResult.without_value(name, 0, Status.EMPTY_MASK) for name in REGIONS]
+    if config.region.wall == "core":
+        wall = wall_core_mask(labels, config.region.core_erosion_px, phase_encoding_axis)
+    options, sigma = slice_noise_sigma(images, config, sigma)
+    config = dataclasses.replace(config, fit=options)
+    results = [quantify_region(images, te_ms, wall, config, sigma=sigma, region="global")]
+    point = _reference_point(labels, rv_insertion, config)
+    if point is None:
+        results += [
+            RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT) for name in REGIONS[1:]
+        ]
+        return results
+    sectors = sector_map(labels, point)
+    for k, name in enumerate(REGIONS[1:], start=1):
+        results.append(
+            quantify_region(images, te_ms, wall & (sectors == k), config, sigma=sigma, region=name)
+        )
+    return results
+
+
+def _reference_point(
+    labels: np.ndarray, rv_insertion: tuple[float, float] | np.ndarray | None, config: T2StarConfig
+) -> tuple[float, float] | None:
+    if rv_insertion is not None and np.all(np.isfinite(np.asarray(rv_insertion, dtype=float))):
+        row, col = (float(v) for v in rv_insertion)
+        return row, col
+    if config.region.rv_insertion_fallback == "none":
+        return None
+    point = estimate_rv_insertion(labels, config.region.standard_rv_angle_deg)
+    if point is not None:
+        log.info(
+            "rv_insertion unknown: assumed standard orientation, estimated at (%.1f, %.1f)", *point
+        )
+    return point
+
+
+def t2star_map(
+    images: np.ndarray,
+    te_ms: np.ndarray,
+    labels: np.ndarray,
+    config: T2StarConfig,
+    sigma: float | None = None,
+) -> MapFit:
+    """Pixel-wise T2* inside the myocardium (``labels == 2``); NaN elsewhere.
+
+    Args:
+        images: Magnitude images ``[E, H, W]``.
+        te_ms: Echo times [E] in ms.
+        labels: ``[H, W]`` with 0 background, 1 blood pool, 2 myocardium.
+        config: T2* settings (``fit`` and ``noise_sigma``).
+        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+
+    Returns:
+        :class:`MapFit` with arrays ``[H, W]``; ``t2star_ms`` is what ``t2star_map_ms`` stores.
+    """
+    images, te_ms, labels = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(labels)
+    _check_slice(images, te_ms, labels)
+    options, sigma = slice_noise_sigma(images, config, sigma)
+    return fit_map(images, te_ms, options, mask=labels == MYOCARDIUM, sigma=sigma)

@@ -1,0 +1,271 @@
+"""Region quantification, grading, the T2* CSV and the ``cmrseg-t2star`` command."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmrseg.cli.t2star import main
+from cmrseg.data.echo_stack import EchoStack, write_echo_stack
+from cmrseg.t2star import (
+    CSV_COLUMNS,
+    REGIONS,
+    RegionOptions,
+    Status,
+    grade_t2star,
+    load_t2star_config,
+    myocardial_iron_mg_per_g,
+    quantify_region,
+    quantify_slice,
+    t2star_map,
+)
+from cmrseg.utils.errors import InputError
+
+TE_MS = np.linspace(2.97, 21.68, 8)
+SIZE = 96
+CENTER = 48.0
+RV_ANGLE = 120.0
+
+
+def _config(**region_changes: object):
+    """The shipped config, by default switched to the paper's whole-wall mean-signal fit."""
+    config = load_t2star_config()
+    region_changes = {"estimator": "mean_signal", "wall": "full", **region_changes}
+    return dataclasses.replace(config, region=dataclasses.replace(config.region, **region_changes))
+
+
+def _angle(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arctan2(-(rows - CENTER), cols - CENTER)) % 360
+
+
+def lv_slice(
+    lit_sector: int | None = None, sigma: float = 0.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Ring LV in a noisy air background; myocardium T2* 30 ms, 5 ms in ``lit_sector``.
+
+    Returns images ``[8, H, W]``, labels ``[H, W]`` and the RV insertion point (standard
+    orientation, 120 degrees).
+    """
+    rows, cols = np.indices((SIZE, SIZE), dtype=float)
+    radius = np.hypot(rows - CENTER, cols - CENTER)
+    labels = np.zeros((SIZE, SIZE), np.uint8)
+    labels[radius < 24] = 2
+    labels[radius < 15] = 1
+    t2star = np.where(labels == 1, 50.0, 30.0)
+    if lit_sector is not None:
+        start = RV_ANGLE + (lit_sector - 2) * 60.0
+        in_sector = (_angle(rows, cols) - start) % 360 < 60
+        t2star = np.where((labels == 2) & in_sector, 5.0, t2star)
+    s0 = np.where(labels == 1, 800.0, np.where(labels == 2, 400.0, 0.0))
+    body = radius < 40
+    s0 = np.where(body & (labels == 0), 200.0, s0)
+    t2star = np.where(body & (labels == 0), 25.0, t2star)
+    clean = s0[None] * np.exp(-TE_MS[:, None, None] / t2star[None])
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(2, 4, *clean.shape)) * sigma
+    images = np.sqrt(((clean / 2 + noise[0]) ** 2 + noise[1] ** 2).sum(axis=0))
+    theta = np.radians(RV_ANGLE)
+    rv = (CENTER - 24 * np.sin(theta), CENTER + 24 * np.cos(theta))
+    return images, labels, rv
+
+
+@pytest.mark.parametrize("lit_sector", [1, 2, 3, 4, 5, 6])
+def test_a_lit_sector_is_found_in_the_right_row(lit_sector: int) -> None:
+    images, labels, rv = lv_slice(lit_sector)
+    results = quantify_slice(images, TE_MS, labels, rv, config=_config(), sigma=0.0)
+    assert [r.region for r in results] == list(REGIONS)
+    assert all(r.status is Status.OK for r in results)
+    for k, result in enumerate(results[1:], start=1):
+        expected = 5.0 if k == lit_sector else 30.0
+        assert result.t2star_ms == pytest.approx(expected, rel=0.05), k
+    assert 5.0 < results[0].t2star_ms < 30.0
+    assert sum(r.n_pixels for r in results[1:]) == results[0].n_pixels == (labels == 2).sum()
+
+
+def test_shipped_default_recovers_a_lit_sector() -> None:
+    images, labels, rv = lv_slice(5, sigma=6.0, seed=2)
+    config = load_t2star_config()
+    results = quantify_slice(images, TE_MS, labels, rv, config=config, phase_encoding_axis=0)
+    assert all(r.status is Status.OK for r in results)
+    assert results[5].t2star_ms == pytest.approx(5.0, rel=0.05)
+    assert results[1].t2star_ms == pytest.approx(30.0, rel=0.05)
+    assert results[0].n_pixels < (labels == 2).sum()  # the wall core
+
+
+def test_noisy_slice_with_estimated_noise_recovers_truth() -> None:
+    images, labels, rv = lv_slice(3, sigma=6.0, seed=1)
+    config = _config()
+    results = {r.region: r for r in quantify_slice(images, TE_MS, labels, rv, config=config)}
+    assert results["sector3"].t2star_ms == pytest.approx(5.0, rel=0.05)
+    assert results["sector3"].grade == "severe"
+    assert results["sector1"].t2star_ms == pytest.approx(30.0, rel=0.05)
+    assert results["sector1"].ci_low_ms < 30.0 < results["sector1"].ci_high_ms
+    median = _config(estimator="median_pixel")
+    sector3 = quantify_slice(images, TE_MS, labels, rv, config=median)[3]
+    assert sector3.t2star_ms == pytest.approx(5.0, rel=0.05)
+    pixel_map = t2star_map(images, TE_MS, labels, config)
+    assert np.all(np.isnan(pixel_map.t2star_ms[labels != 2]))
+    assert np.nanmedian(pixel_map.t2star_ms) == pytest.approx(30.0, rel=0.05)
+
+
+def test_empty_and_tiny_masks_carry_statuses() -> None:
+    images, labels, rv = lv_slice()
+    config = _config()
+    empty = quantify_slice(images, TE_MS, np.zeros_like(labels), rv, config=config)
+    assert [r.status for r in empty] == [Status.EMPTY_MASK] * 7
+    assert all(np.isnan(r.t2star_ms) and r.grade == "" for r in empty)
+    single = np.where(labels == 1, 1, 0).astype(np.uint8)
+    single[48 - 20, 48] = 2
+    results = quantify_slice(images, TE_MS, single, rv, config=config, sigma=0.0)
+    assert results[0].status is Status.TOO_FEW_PIXELS and results[0].n_pixels == 1
+    assert {r.status for r in results[1:]} == {Status.TOO_FEW_PIXELS, Status.EMPTY_MASK}
+
+
+def test_missing_reference_point_is_estimated_or_reported() -> None:
+    images, labels, _ = lv_slice(2)
+    estimated = quantify_slice(images, TE_MS, labels, (np.nan, np.nan), config=_config(), sigma=0)
+    assert estimated[2].t2star_ms == pytest.approx(5.0, rel=0.1)
+    none = quantify_slice(
+        images, TE_MS, labels, None, config=_config(rv_insertion_fallback="none"), sigma=0.0
+    )
+    assert none[0].status is Status.OK
+    assert [r.status for r in none[1:]] == [Status.NO_REFERENCE_POINT] * 6
+
+
+def test_constant_and_non_decaying_regions_are_out_of_range() -> None:
+    _, labels, _ = lv_slice()
+    mask = labels == 2
+    constant = np.full((8, SIZE, SIZE), 100.0)
+    growing = 100.0 * np.exp(TE_MS / 40.0)[:, None, None] * np.ones((1, SIZE, SIZE))
+    for images in (constant, growing):
+        result = quantify_region(images, TE_MS, mask, _config(), sigma=1.0)
+        assert result.status is Status.OUT_OF_RANGE and np.isnan(result.t2star_ms)
+
+
+def test_wall_core_reduces_blood_partial_volume() -> None:
+    images, labels, rv = lv_slice(sigma=0.0)
+    # blur along rows only (phase encoding along axis 0), mixing blood into the wall
+    kernel = np.array([0.25, 0.5, 0.25])
+    blurred = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), 1, images)
+    full = quantify_slice(blurred, TE_MS, labels, rv, config=_config(), sigma=0.0)[0]
+    core_config = _config(wall="core", core_erosion_px=1)
+    core = quantify_slice(
+        blurred, TE_MS, labels, rv, config=core_config, phase_encoding_axis=0, sigma=0.0
+    )[0]
+    assert abs(core.t2star_ms - 30.0) < abs(full.t2star_ms - 30.0)
+    assert core.n_pixels < full.n_pixels
+
+
+def test_bad_slices_are_refused() -> None:
+    images, labels, rv = lv_slice()
+    config = _config()
+    with pytest.raises(InputError, match="strictly increasing"):
+        quantify_slice(images, TE_MS[::-1], labels, rv, config=config)
+    with pytest.raises(InputError, match=">= 0"):
+        quantify_slice(images, TE_MS - 10, labels, rv, config=config)
+    with pytest.raises(InputError, match="labels shape"):
+        quantify_slice(images, TE_MS, labels[:-1], rv, config=config)
+    with pytest.raises(InputError, match="te_ms shape"):
+        quantify_slice(images, TE_MS[:-1], labels, rv, config=config)
+    negative = images.copy()
+    negative[0, 0, 0] = -1.0
+    with pytest.raises(InputError, match="finite and >= 0"):
+        quantify_slice(negative, TE_MS, labels, rv, config=config)
+    with pytest.raises(ValueError, match="estimator"):
+        RegionOptions(**{**vars(config.region), "estimator": "mode"})
+
+
+@pytest.mark.parametrize(
+    ("t2star_ms", "grade"),
+    [
+        (35.0, "normal"),
+        (20.0, "normal"),
+        (19.99, "mild"),
+        (14.0, "mild"),
+        (13.99, "moderate"),
+        (10.0, "moderate"),
+        (9.99, "severe"),
+        (2.0, "severe"),
+        (np.nan, ""),
+    ],
+)
+def test_grading_boundaries(t2star_ms: float, grade: str) -> None:
+    assert grade_t2star(t2star_ms) == grade
+
+
+def test_myocardial_iron_by_carpenter_2011() -> None:
+    assert myocardial_iron_mg_per_g(1.0) == pytest.approx(45.0)
+    assert myocardial_iron_mg_per_g(20.0) == pytest.approx(45.0 * 20.0**-1.22)
+    assert myocardial_iron_mg_per_g(10.0) == pytest.approx(2.7117, abs=1e-3)
+    assert np.isnan(myocardial_iron_mg_per_g(np.array([np.nan, 0.0]))).all()
+
+
+def _write_stack(path: Path, with_pred: bool = False) -> None:
+    slices = [lv_slice(k, sigma=5.0, seed=k) for k in (1, 4)]
+    images = np.stack([s[0] for s in slices]).astype(np.float32)
+    labels = np.stack([s[1] for s in slices])
+    empty = np.zeros_like(labels[:1])
+    write_echo_stack(
+        path,
+        EchoStack(
+            images=np.concatenate([images, images[:1]]),
+            te_ms=np.tile(TE_MS.astype(np.float32), (3, 1)),
+            subject_id=["S0001", "S0001", "S0002"],
+            slice_location=["base", "mid", ""],
+            pixel_spacing_mm=np.full((3, 2), 1.8, np.float32),
+            labels=np.concatenate([labels, empty]),
+            rv_insertion=np.array([slices[0][2], [np.nan, np.nan], [np.nan, np.nan]], np.float32),
+            phase_encoding_axis=np.array([0, 0, -1], np.int8),
+            labels_pred=np.concatenate([labels, empty]) if with_pred else None,
+        ),
+    )
+
+
+def test_cli_writes_the_contract_csv(tmp_path: Path) -> None:
+    source = tmp_path / "in.h5"
+    _write_stack(source, with_pred=True)
+    before = source.read_bytes()
+    out = tmp_path / "t2star.csv"
+    assert main([str(source), str(out), "--labels", "labels_pred", "--no-progress"]) == 0
+    assert source.read_bytes() == before
+    with open(out, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == 21
+    assert [r["region"] for r in rows[:7]] == list(REGIONS)
+    by_key = {(r["slice_index"], r["region"]): r for r in rows}
+    lit = by_key[("0", "sector1")]
+    assert lit["status"] == "ok" and float(lit["t2star_ms"]) == pytest.approx(5.0, rel=0.05)
+    assert lit["grade"] == "severe" and lit["slice_location"] == "base"
+    assert by_key[("1", "sector4")]["grade"] == "severe"  # estimated reference point
+    assert float(by_key[("0", "sector2")]["t2star_ms"]) == pytest.approx(30.0, rel=0.05)
+    for region in REGIONS:
+        row = by_key[("2", region)]
+        assert row["status"] == "empty_mask"
+        assert row["t2star_ms"] == row["grade"] == row["r2"] == "" and row["n_pixels"] == "0"
+
+
+def test_cli_refusals_exit_2_without_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.h5"
+    _write_stack(source)
+    out = tmp_path / "t2star.csv"
+    assert main([str(source), str(out), "--labels", "labels_pred", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "labels_pred" in err[0] and "in.h5" in err[0]
+    not_hdf5 = tmp_path / "bad.h5"
+    not_hdf5.write_text("not hdf5")
+    assert main([str(not_hdf5), str(out), "--no-progress"]) == 2
+    assert main([str(source), str(out), "--sigma", "-1", "--no-progress"]) == 2
+    assert main([str(source), str(source), "--no-progress"]) == 2
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [source, not_hdf5] or set(tmp_path.iterdir()) == {
+        source,
+        not_hdf5,
+    }
