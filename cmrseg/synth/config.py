@@ -1,0 +1,560 @@
+"""Phantom configuration: typed, validated views of the YAML files in ``conf/synth``.
+
+``conf/synth/defaults.yaml`` holds every physical and anatomical choice; a preset
+(``conf/synth/preset/NAME.yaml``) is a diff merged on top of it, and command-line overrides are
+merged last. Cohorts (``conf/synth/cohort/NAME.yaml``) list subject groups with their true
+myocardial T2*. The YAML files are located relative to the repository (``conf/`` beside the
+``cmrseg`` package, as in an editable install); a path to any YAML file works as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cmrseg.utils.errors import InputError
+
+__all__ = [
+    "SAMPLING_MODES",
+    "SLICE_LOCATIONS",
+    "TISSUES",
+    "AcquisitionConfig",
+    "AnatomyConfig",
+    "Cohort",
+    "CohortGroup",
+    "EchoConfig",
+    "FatSpectrum",
+    "GridConfig",
+    "LiverModel",
+    "Normal",
+    "NormalVector",
+    "SliceScales",
+    "SubjectPlan",
+    "SynthConfig",
+    "SynthConfigError",
+    "TissueProperties",
+    "available",
+    "config_dir",
+    "load_cohort",
+    "load_synth_config",
+]
+
+SLICE_LOCATIONS: tuple[str, ...] = ("base", "mid", "apex")
+SAMPLING_MODES: tuple[str, ...] = ("kspace", "area_mean")
+TISSUES: tuple[str, ...] = (
+    "air",
+    "lung",
+    "subcutaneous_fat",
+    "skeletal_muscle",
+    "mediastinum",
+    "epicardial_fat",
+    "spine",
+    "liver",
+    "aorta_blood",
+    "lv_blood",
+    "rv_blood",
+    "myocardium",
+)
+_PER_SUBJECT_T2STAR = ("myocardium", "liver")
+_NO_SIGNAL = ("air", "lung")
+
+
+class SynthConfigError(InputError):
+    """A phantom configuration or cohort file is missing or invalid (names file and key)."""
+
+
+# --------------------------------------------------------------------------- config dataclasses
+
+
+@dataclass(frozen=True)
+class Normal:
+    """A truncated normal draw ``clip(mean + variability * sd * z, min, max)``."""
+
+    mean: float
+    sd: float
+    min: float
+    max: float
+
+    def draw(self, rng: np.random.Generator, variability: float) -> float:
+        """Draw one value with the standard deviation scaled by ``variability``."""
+        value = self.mean + variability * self.sd * rng.standard_normal()
+        return float(np.clip(value, self.min, self.max))
+
+
+@dataclass(frozen=True)
+class NormalVector:
+    """Independent normal draws per component (no truncation)."""
+
+    mean: tuple[float, ...]
+    sd: tuple[float, ...]
+
+    def draw(self, rng: np.random.Generator, variability: float) -> np.ndarray:
+        """Draw one vector, float64 ``[len(mean)]``."""
+        z = rng.standard_normal(len(self.mean))
+        return np.asarray(self.mean) + variability * np.asarray(self.sd) * z
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Display grid.
+
+    Attributes:
+        shape: (rows, columns); rows are the phase-encoding (anterior-posterior) direction.
+        pixel_spacing_mm: Isotropic display pixel spacing.
+        oversampling: Anatomy is drawn on a grid this many times finer per axis.
+    """
+
+    shape: tuple[int, int]
+    pixel_spacing_mm: float
+    oversampling: int
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    """Evenly spaced echo times from ``te_first_ms`` to ``te_last_ms``."""
+
+    te_first_ms: float
+    te_last_ms: float
+    n_echoes: int
+
+    @property
+    def te_ms(self) -> np.ndarray:
+        """Echo times, float32 ``[E]``."""
+        return np.linspace(self.te_first_ms, self.te_last_ms, self.n_echoes).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FatSpectrum:
+    """Multi-peak fat spectrum: shifts in ppm relative to water and relative amplitudes."""
+
+    ppm: tuple[float, ...]
+    relative_amplitude: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TissueProperties:
+    """Signal parameters of one tissue (``t2star_ms`` is ``None`` where the cohort sets it)."""
+
+    s0: float
+    t2star_ms: float | None
+    fat_fraction: float
+
+
+@dataclass(frozen=True)
+class SliceScales:
+    """Scale factors of one slice location relative to the base."""
+
+    lv: float
+    wall: float
+    rv: float
+    papillary: float
+    trabeculations: float
+    liver: float
+
+
+@dataclass(frozen=True)
+class AnatomyConfig:
+    """Distributions of the anatomy; see ``conf/synth/defaults.yaml`` for units and meaning."""
+
+    variability: float
+    myocardium_t2star_variation: float
+    torso_half_axes_mm: NormalVector
+    subcutaneous_fat_mm: Normal
+    muscle_mm: Normal
+    heart_offset_mm: NormalVector
+    heart_rotation_deg: Normal
+    lv_endo_radius_mm: Normal
+    lv_ellipticity: Normal
+    wall_thickness_mm: Normal
+    wall_thickness_range_mm: tuple[float, float]
+    border_irregularity: float
+    rv_direction_deg: float
+    rv_half_angle_deg: Normal
+    rv_depth: Normal
+    rv_wall_mm: float
+    epicardial_fat_mm: Normal
+    papillary_angles_deg: tuple[float, ...]
+    papillary_radius_mm: Normal
+    trabeculations: Normal
+    trabeculation_radius_mm: Normal
+    mediastinum_margin_mm: float
+    slice_shift_mm: float
+    slices: dict[str, SliceScales]
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """Simulated acquisition; see ``conf/synth/defaults.yaml`` for the SNR definition."""
+
+    sampling: str
+    n_coils: int
+    coil_length_mm: float
+    phase_resolution: float
+    snr: float | None
+    snr_reference_t2star_ms: float
+    ghosting_mm: float
+    respiratory_cycles: float
+    heartbeats: int
+    misregistration_mm: float
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The whole phantom configuration (defaults merged with a preset and overrides)."""
+
+    field_strength_t: float
+    grid: GridConfig
+    echoes: EchoConfig
+    fat_spectrum: FatSpectrum
+    tissues: dict[str, TissueProperties]
+    anatomy: AnatomyConfig
+    acquisition: AcquisitionConfig
+
+
+# --------------------------------------------------------------------------- cohort dataclasses
+
+
+@dataclass(frozen=True)
+class LiverModel:
+    """Log-normal liver T2*, loosely tied to the myocardial T2*.
+
+    ``log T2*_liver = log median + heart_exponent * log(T2*_myo / heart_reference_ms)
+    + log_sd * z``, clipped to ``[min_ms, max_ms]``.
+    """
+
+    median_t2star_ms: float
+    heart_reference_ms: float
+    heart_exponent: float
+    log_sd: float
+    min_ms: float
+    max_ms: float
+
+    def draw(self, rng: np.random.Generator, myocardium_t2star_ms: float) -> float:
+        """Draw the liver T2* (ms) of one subject."""
+        log_t2 = (
+            math.log(self.median_t2star_ms)
+            + self.heart_exponent * math.log(myocardium_t2star_ms / self.heart_reference_ms)
+            + self.log_sd * rng.standard_normal()
+        )
+        return float(np.clip(math.exp(log_t2), self.min_ms, self.max_ms))
+
+
+@dataclass(frozen=True)
+class CohortGroup:
+    """Subjects sharing a T2* rule: fixed values, or ``n_subjects`` draws from ``distribution``."""
+
+    name: str
+    myocardium_t2star_ms: tuple[float, ...] | None
+    distribution: Normal | None
+    n_subjects: int
+    liver: LiverModel
+
+
+@dataclass(frozen=True)
+class SubjectPlan:
+    """One resolved subject: its key, group, true T2* values and random stream."""
+
+    index: int
+    subject_id: str
+    group: str
+    myocardium_t2star_ms: float
+    liver_t2star_ms: float
+    rng: np.random.Generator = dataclasses.field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A list of subject groups, numbered ``S0001``.. in order."""
+
+    name: str
+    groups: tuple[CohortGroup, ...]
+
+    @property
+    def n_subjects(self) -> int:
+        """Total number of subjects."""
+        return sum(g.n_subjects for g in self.groups)
+
+    def plan(self, seed: int, n_subjects: int | None = None) -> list[SubjectPlan]:
+        """Resolve the first ``n_subjects`` subjects for ``seed``.
+
+        Subject ``k`` draws from its own stream ``SeedSequence(seed, spawn_key=(k,))``, so a
+        subject's data do not depend on how many subjects are synthesized.
+
+        Raises:
+            SynthConfigError: ``n_subjects`` is not within ``1 .. self.n_subjects``.
+        """
+        n = self.n_subjects if n_subjects is None else n_subjects
+        if not 1 <= n <= self.n_subjects:
+            raise SynthConfigError(
+                f"--subjects: cohort {self.name!r} has {self.n_subjects} subjects, asked for {n}"
+            )
+        plans: list[SubjectPlan] = []
+        index = 0
+        for group in self.groups:
+            for j in range(group.n_subjects):
+                if index == n:
+                    return plans
+                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+                if group.myocardium_t2star_ms is not None:
+                    t2_myo = group.myocardium_t2star_ms[j]
+                else:
+                    t2_myo = group.distribution.draw(rng, 1.0)  # type: ignore[union-attr]
+                t2_liver = group.liver.draw(rng, t2_myo)
+                plans.append(
+                    SubjectPlan(index, f"S{index + 1:04d}", group.name, t2_myo, t2_liver, rng)
+                )
+                index += 1
+        return plans
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def config_dir() -> Path:
+    """Return ``conf/synth`` of the repository holding this package.
+
+    Raises:
+        SynthConfigError: The folder is not there (e.g. a non-editable install); pass YAML
+            paths instead of names in that case.
+    """
+    path = Path(__file__).resolve().parents[2] / "conf" / "synth"
+    if not (path / "defaults.yaml").is_file():
+        raise SynthConfigError(
+            f"{path}: phantom configs not found (install cmrseg with `pip install -e .` from "
+            "the repository, or pass paths to YAML files)"
+        )
+    return path
+
+
+def available(kind: str) -> list[str]:
+    """Names of the shipped ``preset`` or ``cohort`` files."""
+    return sorted(p.stem for p in (config_dir() / kind).glob("*.yaml"))
+
+
+def _resolve(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
+    text = os.fspath(name_or_path)
+    if text.endswith((".yaml", ".yml")) or os.sep in text:
+        path = Path(text)
+        if not path.is_file():
+            raise SynthConfigError(f"{path}: {kind} file not found")
+        return path
+    path = config_dir() / kind / f"{text}.yaml"
+    if not path.is_file():
+        raise SynthConfigError(f"unknown {kind} {text!r}; choose from {available(kind)} or a path")
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SynthConfigError(f"{path}: cannot read YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SynthConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], diff: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in diff.items():
+        if key not in base:
+            raise SynthConfigError(f"{where}: unknown key {key!r}")
+        if isinstance(base[key], dict) and isinstance(value, Mapping):
+            out[key] = _merge(base[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise SynthConfigError(f"{where}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = [f.name for f in dataclasses.fields(tp)]
+        unknown = sorted(set(value) - set(names))
+        missing = [n for n in names if n not in value]
+        if unknown or missing:
+            raise SynthConfigError(f"{where}: unknown keys {unknown}, missing keys {missing}")
+        return tp(**{n: _convert(hints[n], value[n], f"{where}.{n}") for n in names})
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise SynthConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise SynthConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise SynthConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(
+            _convert(a, v, f"{where}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    if tp is float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise SynthConfigError(f"{where}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SynthConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise SynthConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover - programming error
+
+
+def _validate(cfg: SynthConfig, where: str) -> None:
+    def need(ok: bool, key: str, problem: str) -> None:
+        if not ok:
+            raise SynthConfigError(f"{where}: {key}: {problem}")
+
+    rows, cols = cfg.grid.shape
+    need(rows > 0 and cols > 0, "grid.shape", "must be positive")
+    need(cfg.grid.pixel_spacing_mm > 0, "grid.pixel_spacing_mm", "must be > 0")
+    need(cfg.grid.oversampling >= 1, "grid.oversampling", "must be >= 1")
+    need(cfg.echoes.n_echoes >= 2, "echoes.n_echoes", "must be >= 2")
+    need(0 <= cfg.echoes.te_first_ms < cfg.echoes.te_last_ms, "echoes", "need 0 <= first < last")
+    need(
+        len(cfg.fat_spectrum.ppm) == len(cfg.fat_spectrum.relative_amplitude) > 0,
+        "fat_spectrum",
+        "ppm and relative_amplitude must have the same non-zero length",
+    )
+    need(
+        set(cfg.tissues) == set(TISSUES),
+        "tissues",
+        f"must list exactly {list(TISSUES)}",
+    )
+    for name, tissue in cfg.tissues.items():
+        key = f"tissues.{name}"
+        need(tissue.s0 >= 0, key, "s0 must be >= 0")
+        need(0 <= tissue.fat_fraction <= 1, key, "fat_fraction must be in [0, 1]")
+        if name in _PER_SUBJECT_T2STAR or name in _NO_SIGNAL:
+            need(tissue.t2star_ms is None, key, "t2star_ms must be null (set per subject/none)")
+        else:
+            need(tissue.t2star_ms is not None and tissue.t2star_ms > 0, key, "t2star_ms > 0")
+    anat = cfg.anatomy
+    need(anat.variability >= 0, "anatomy.variability", "must be >= 0")
+    need(
+        0 <= anat.myocardium_t2star_variation < 0.5,
+        "anatomy.myocardium_t2star_variation",
+        "must be in [0, 0.5)",
+    )
+    low, high = anat.wall_thickness_range_mm
+    need(0 < low < high, "anatomy.wall_thickness_range_mm", "need 0 < low < high")
+    need(
+        set(anat.slices) == set(SLICE_LOCATIONS),
+        "anatomy.slices",
+        f"must list exactly {list(SLICE_LOCATIONS)}",
+    )
+    acq = cfg.acquisition
+    need(acq.sampling in SAMPLING_MODES, "acquisition.sampling", f"one of {SAMPLING_MODES}")
+    if acq.sampling == "area_mean":
+        need(
+            acq.phase_resolution == 1.0 and acq.ghosting_mm == 0 and acq.misregistration_mm == 0,
+            "acquisition",
+            "sampling area_mean needs phase_resolution 1.0, ghosting_mm 0, misregistration_mm 0",
+        )
+    need(acq.n_coils >= 1, "acquisition.n_coils", "must be >= 1")
+    need(0 < acq.phase_resolution <= 1, "acquisition.phase_resolution", "must be in (0, 1]")
+    need(acq.snr is None or acq.snr > 0, "acquisition.snr", "must be > 0 or null")
+    need(acq.ghosting_mm >= 0, "acquisition.ghosting_mm", "must be >= 0")
+    need(acq.misregistration_mm >= 0, "acquisition.misregistration_mm", "must be >= 0")
+    need(acq.heartbeats >= 1, "acquisition.heartbeats", "must be >= 1")
+
+
+def load_synth_config(
+    preset: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
+) -> SynthConfig:
+    """Load ``defaults.yaml`` merged with a preset and optional overrides.
+
+    Args:
+        preset: A shipped preset name (``clean``, ``clinical``, ``hard``, ``ideal``) or a path to
+            a preset YAML (a diff of ``defaults.yaml``).
+        overrides: A nested mapping merged last, e.g. ``{"acquisition": {"snr": 20.0}}``.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        SynthConfigError: A file is missing or unreadable, or a key is unknown, missing or invalid.
+    """
+    defaults_path = config_dir() / "defaults.yaml"
+    preset_path = _resolve("preset", preset)
+    merged = _merge(_read_yaml(defaults_path), _read_yaml(preset_path), str(preset_path))
+    if overrides:
+        merged = _merge(merged, overrides, "overrides")
+    cfg = _convert(SynthConfig, merged, f"{preset_path} (merged)")
+    _validate(cfg, str(preset_path))
+    return cfg
+
+
+def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
+    """Load a cohort YAML by shipped name (``paper``) or path.
+
+    Each group has ``name``, ``liver`` (see :class:`LiverModel`) and either a list
+    ``myocardium_t2star_ms`` of fixed values, or ``n_subjects`` plus a mapping
+    ``myocardium_t2star_ms: {mean, sd, min, max}`` drawn per subject.
+
+    Raises:
+        SynthConfigError: The file is missing or invalid.
+    """
+    path = _resolve("cohort", cohort)
+    data = _read_yaml(path)
+    where = str(path)
+    if set(data) != {"name", "groups"} or not isinstance(data["groups"], list):
+        raise SynthConfigError(f"{where}: expected keys 'name' and a list 'groups'")
+    groups: list[CohortGroup] = []
+    for i, raw in enumerate(data["groups"]):
+        gw = f"{where}: groups[{i}]"
+        if not isinstance(raw, dict):
+            raise SynthConfigError(f"{gw}: expected a mapping")
+        t2 = raw.get("myocardium_t2star_ms")
+        liver = _convert(LiverModel, raw.get("liver"), f"{gw}.liver")
+        name = _convert(str, raw.get("name"), f"{gw}.name")
+        if isinstance(t2, list):
+            if set(raw) != {"name", "myocardium_t2star_ms", "liver"}:
+                raise SynthConfigError(
+                    f"{gw}: a list group has keys name, myocardium_t2star_ms, liver"
+                )
+            values = _convert(tuple[float, ...], t2, f"{gw}.myocardium_t2star_ms")
+            if not values or min(values) <= 0:
+                raise SynthConfigError(f"{gw}.myocardium_t2star_ms: need positive values")
+            groups.append(CohortGroup(name, values, None, len(values), liver))
+        else:
+            if set(raw) != {"name", "n_subjects", "myocardium_t2star_ms", "liver"}:
+                raise SynthConfigError(
+                    f"{gw}: a drawn group has keys name, n_subjects, myocardium_t2star_ms, liver"
+                )
+            dist = _convert(Normal, t2, f"{gw}.myocardium_t2star_ms")
+            n = _convert(int, raw["n_subjects"], f"{gw}.n_subjects")
+            if n < 1 or dist.min <= 0 or dist.min > dist.max:
+                raise SynthConfigError(f"{gw}: need n_subjects >= 1 and 0 < min <= max")
+            groups.append(CohortGroup(name, None, dist, n, liver))
+    if not groups:
+        raise SynthConfigError(f"{where}: no groups")
+    return Cohort(_convert(str, data["name"], f"{where}: name"), tuple(groups))

@@ -1,0 +1,233 @@
+"""Synthetic multi-echo GRE cohort: anatomy + signal model + acquisition -> echo stack.
+
+Per slice: the anatomy is painted on a grid ``oversampling`` times finer than the display grid,
+turned into complex multi-echo images and acquired (:mod:`cmrseg.synth.acquisition`). The
+ground truth is traced on the display grid: a pixel is inside a contour when more than half of
+its area is (ties: when its centre is), like a reader drawing the endo- and epicardial contours
+around trabeculations and papillary muscles (which are therefore blood pool). ``t2star_ms`` is
+the T2* of the tissue covering most of each pixel (NaN in air and lung) and, in the labelled
+myocardium, the true myocardial T2* at the pixel centre. The regional myocardial variation is
+normalized so that the mean of ``t2star_ms`` over the labelled myocardium of every slice equals
+the subject's cohort value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from cmrseg.data.echo_stack import EchoStack
+from cmrseg.synth.acquisition import CoilArray, acquire, fat_phasors, multi_echo_signal
+from cmrseg.synth.anatomy import SliceAnatomy, TissueMaps, draw_subject, paint
+from cmrseg.synth.config import TISSUES, Cohort, SubjectPlan, SynthConfig
+
+__all__ = ["SyntheticSlice", "synthesize_cohort", "synthesize_subject"]
+
+log = logging.getLogger(__name__)
+
+_MYO = TISSUES.index("myocardium")
+_LIVER = TISSUES.index("liver")
+
+
+@dataclass(frozen=True)
+class SyntheticSlice:
+    """One synthesized slice on the display grid.
+
+    Attributes:
+        location: ``base``, ``mid`` or ``apex``.
+        images: float32 ``[E, H, W]`` magnitude.
+        labels: uint8 ``[H, W]``: 0 background, 1 LV blood pool, 2 LV myocardium.
+        t2star_ms: float32 ``[H, W]`` true T2*, NaN outside tissue.
+        tissue: uint8 ``[H, W]`` tissue covering most of each pixel (index into ``TISSUES``).
+        rv_insertion: float32 ``[2]`` (row, column) of the anterior RV insertion point.
+        sigma: Noise SD of the real part of one coil's image (``None``: noise-free).
+    """
+
+    location: str
+    images: np.ndarray
+    labels: np.ndarray
+    t2star_ms: np.ndarray
+    tissue: np.ndarray
+    rv_insertion: np.ndarray
+    sigma: float | None
+
+
+def _grid_axes(n: int, spacing_mm: float) -> np.ndarray:
+    """Pixel-centre coordinates in mm from the image edge, ``[n]``."""
+    return (np.arange(n) + 0.5) * spacing_mm
+
+
+def _block_fraction(mask: np.ndarray, o: int) -> np.ndarray:
+    h, w = mask.shape[0] // o, mask.shape[1] // o
+    return mask.reshape(h, o, w, o).mean(axis=(1, 3))
+
+
+def _trace(fine: np.ndarray, center: np.ndarray, o: int) -> np.ndarray:
+    """Area-majority downsampling of a fine mask; ties go to the display-centre sample."""
+    frac = _block_fraction(fine, o)
+    return (frac > 0.5) | ((frac == 0.5) & center)
+
+
+def _majority_tissue(fine: np.ndarray, center: np.ndarray, o: int) -> np.ndarray:
+    """Tissue covering most of each display pixel; ties go to the display-centre sample."""
+    h, w = center.shape
+    n_tissues = len(TISSUES)
+    pixel = np.arange(h * w).reshape(h, w).repeat(o, axis=0).repeat(o, axis=1)
+    counts = np.bincount((pixel * n_tissues + fine).ravel(), minlength=h * w * n_tissues).reshape(
+        h, w, n_tissues
+    )
+    best = counts.argmax(axis=-1).astype(np.uint8)
+    tied = (counts == counts.max(axis=-1, keepdims=True)).sum(axis=-1) > 1
+    return np.where(tied, center, best)
+
+
+def _tissue_tables(
+    cfg: SynthConfig, t2_myo_ms: float, t2_liver_ms: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-tissue S0, fat fraction and T2* (ms; NaN where no signal), each ``[K]``."""
+    props = [cfg.tissues[name] for name in TISSUES]
+    s0 = np.array([p.s0 for p in props], np.float32)
+    ff = np.array([p.fat_fraction for p in props], np.float32)
+    t2 = np.array([np.nan if p.t2star_ms is None else p.t2star_ms for p in props], np.float32)
+    t2[_MYO], t2[_LIVER] = t2_myo_ms, t2_liver_ms
+    return s0, ff, t2
+
+
+def _synthesize_slice(
+    cfg: SynthConfig, plan: SubjectPlan, anatomy: SliceAnatomy, workers: int
+) -> SyntheticSlice:
+    rows, cols = cfg.grid.shape
+    o = cfg.grid.oversampling
+    dx = cfg.grid.pixel_spacing_mm
+    y_d, x_d = _grid_axes(rows, dx), _grid_axes(cols, dx)
+    y_f, x_f = _grid_axes(rows * o, dx / o), _grid_axes(cols * o, dx / o)
+    fine: TissueMaps = paint(anatomy, y_f, x_f)
+    center: TissueMaps = paint(anatomy, y_d, x_d)
+
+    endo = _trace(fine.endo, center.endo, o)
+    epi = _trace(fine.epi, center.epi, o)
+    labels = np.where(endo, 1, np.where(epi, 2, 0)).astype(np.uint8)
+    if not (labels == 2).any():
+        raise RuntimeError(f"{plan.subject_id} {anatomy.location}: empty myocardium")
+    # normalize the regional variation so the labelled myocardium averages to the cohort value
+    t2_scale = plan.myocardium_t2star_ms / float(center.t2star_factor[labels == 2].mean())
+
+    s0, ff, t2 = _tissue_tables(cfg, plan.myocardium_t2star_ms, plan.liver_t2star_ms)
+    tissue = _majority_tissue(fine.tissue, center.tissue, o)
+    truth = t2[tissue]
+    myo_field = (t2_scale * center.t2star_factor).astype(np.float32)
+    truth = np.where((tissue == _MYO) | (labels == 2), myo_field, truth).astype(np.float32)
+
+    te_ms = cfg.echoes.te_ms
+    fat = fat_phasors(cfg.fat_spectrum, cfg.field_strength_t, te_ms)
+    # one signal curve per tissue, then the myocardium pixel by pixel (its T2* varies)
+    per_tissue = multi_echo_signal(s0, ff, np.nan_to_num(t2, nan=1.0), te_ms, fat)  # [E, K]
+    obj = per_tissue[:, fine.tissue]
+    myo = fine.tissue == _MYO
+    obj[:, myo] = multi_echo_signal(
+        s0[_MYO], ff[_MYO], t2_scale * fine.t2star_factor[myo], te_ms, fat
+    )
+
+    s = anatomy.subject
+    acq = cfg.acquisition
+    coils = CoilArray.around_torso(
+        acq.n_coils,
+        acq.coil_length_mm,
+        s.torso_center,
+        s.torso_half_axes,
+        s.torso_angle,
+        anatomy.lv_center,
+        plan.rng,
+    )
+    sigma = None
+    if acq.snr is not None:
+        rss = np.sqrt((np.abs(coils.sensitivities(y_d, x_d)) ** 2).sum(axis=0))
+        reference = cfg.tissues["myocardium"].s0 * math.exp(
+            -float(te_ms[0]) / acq.snr_reference_t2star_ms
+        )
+        sigma = reference * float(rss[labels == 2].mean()) / acq.snr
+    sens = coils.sensitivities(y_f, x_f)
+    images = acquire(obj, sens, cfg.grid, acq, sigma, plan.rng, workers=workers)
+
+    ins_y, ins_x = anatomy.rv_insertion_mm()
+    rv_insertion = np.array([ins_y / dx - 0.5, ins_x / dx - 0.5], np.float32)
+    return SyntheticSlice(anatomy.location, images, labels, truth, tissue, rv_insertion, sigma)
+
+
+def synthesize_subject(
+    cfg: SynthConfig, plan: SubjectPlan, workers: int = -1
+) -> list[SyntheticSlice]:
+    """Synthesize the base, mid and apex slices of one subject.
+
+    Args:
+        cfg: Phantom configuration.
+        plan: The subject (true T2* values and its random stream, which this consumes).
+        workers: Threads for scipy.fft.
+
+    Returns:
+        Three slices, base to apex.
+    """
+    fov_mm = (
+        cfg.grid.shape[0] * cfg.grid.pixel_spacing_mm,
+        cfg.grid.shape[1] * cfg.grid.pixel_spacing_mm,
+    )
+    slices = draw_subject(cfg.anatomy, fov_mm, plan.rng)
+    return [_synthesize_slice(cfg, plan, anatomy, workers) for anatomy in slices]
+
+
+def synthesize_cohort(
+    cfg: SynthConfig,
+    cohort: Cohort,
+    seed: int,
+    n_subjects: int | None = None,
+    progress: bool = False,
+    workers: int = -1,
+) -> EchoStack:
+    """Synthesize the first ``n_subjects`` subjects of a cohort as an echo stack.
+
+    The result is a function of (``cfg``, ``cohort``, ``seed``) only; subject ``k`` is the same
+    whatever ``n_subjects`` is.
+
+    Args:
+        cfg: Phantom configuration (see :func:`cmrseg.synth.load_synth_config`).
+        cohort: Subjects and their true myocardial T2*.
+        seed: Random seed.
+        n_subjects: How many subjects, from the first; ``None`` for all.
+        progress: Show a progress bar over subjects.
+        workers: Threads for scipy.fft.
+
+    Returns:
+        ``N = 3 * n_subjects`` slices with ``labels``, ``rv_insertion``,
+        ``phase_encoding_axis`` (0) and ``t2star_ms``.
+    """
+    plans = cohort.plan(seed, n_subjects)
+    slices: list[SyntheticSlice] = []
+    subject_ids: list[str] = []
+    for plan in tqdm(plans, desc="subjects", unit="subject", disable=not progress):
+        subject_slices = synthesize_subject(cfg, plan, workers)
+        slices.extend(subject_slices)
+        subject_ids.extend([plan.subject_id] * len(subject_slices))
+        log.debug(
+            "%s (%s): myocardial T2* %.2f ms, liver T2* %.2f ms",
+            plan.subject_id,
+            plan.group,
+            plan.myocardium_t2star_ms,
+            plan.liver_t2star_ms,
+        )
+    n = len(slices)
+    te_ms = cfg.echoes.te_ms
+    return EchoStack(
+        images=np.stack([s.images for s in slices]),
+        te_ms=np.tile(te_ms, (n, 1)),
+        subject_id=subject_ids,
+        slice_location=[s.location for s in slices],
+        pixel_spacing_mm=np.full((n, 2), cfg.grid.pixel_spacing_mm, np.float32),
+        labels=np.stack([s.labels for s in slices]),
+        rv_insertion=np.stack([s.rv_insertion for s in slices]),
+        phase_encoding_axis=np.zeros(n, np.int8),
+        t2star_ms=np.stack([s.t2star_ms for s in slices]),
+    )

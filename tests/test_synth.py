@@ -1,0 +1,283 @@
+"""Synthetic phantom: configs, contract fields, determinism, anatomy, exact truth, CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.special import gammaln
+
+from cmrseg.cli.synth import main
+from cmrseg.data.echo_stack import inspect_echo_stack, read_echo_stack, write_echo_stack
+from cmrseg.synth import (
+    SynthConfigError,
+    load_cohort,
+    load_synth_config,
+    synthesize_cohort,
+    synthesize_subject,
+)
+from cmrseg.synth.acquisition import GYROMAGNETIC_MHZ_PER_T, fat_phasors, multi_echo_signal
+from cmrseg.synth.config import TISSUES, available
+
+PAPER_T2STAR_MS = [
+    38.9, 20.12, 12.6, 30.56, 13.6, 28.9, 20.4, 4.09, 2.92, 3.7, 7.6, 11.70, 11.90, 6.02, 6.52,
+    3.98, 41.02, 43.02, 36, 20, 13.85, 7.6, 27.03, 14.19, 5.5, 7, 34, 15.9, 39.9, 36.6, 5.2, 7.3,
+    6.5, 17.9, 2.1, 24.9, 14.3,
+]  # fmt: skip
+NO_ARTEFACTS = {"acquisition": {"ghosting_mm": 0.0, "misregistration_mm": 0.0}}
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return load_cohort("paper")
+
+
+@pytest.fixture(scope="module")
+def clinical(cohort):
+    return synthesize_cohort(load_synth_config("clinical"), cohort, seed=11, n_subjects=2)
+
+
+@pytest.fixture(scope="module")
+def clinical_slices(cohort):
+    cfg = load_synth_config("clinical")
+    return synthesize_subject(cfg, cohort.plan(5, 1)[0])
+
+
+def _fit_t2star_ms(te_ms: np.ndarray, signal: np.ndarray) -> np.ndarray:
+    """Log-linear mono-exponential fit of ``signal [E, P]`` (exact for noise-free decays)."""
+    design = np.stack([np.ones_like(te_ms), -te_ms], axis=1).astype(float)
+    coef, *_ = np.linalg.lstsq(design, np.log(signal.astype(float)), rcond=None)
+    return 1.0 / coef[1]
+
+
+def _wall_fit_t2star_ms(te_ms: np.ndarray, images: np.ndarray, labels: np.ndarray) -> float:
+    """Nonlinear fit of the mean myocardial signal per echo (the paper's method)."""
+    from scipy.optimize import curve_fit
+
+    signal = images[:, labels == 2].mean(axis=1).astype(float)
+    (_, t2), _ = curve_fit(
+        lambda te, s0, t2: s0 * np.exp(-te / t2), te_ms, signal, p0=(signal[0] * 1.2, 20.0)
+    )
+    return float(t2)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_presets_model_the_acquisition():
+    assert set(available("preset")) >= {"clean", "clinical", "hard", "ideal"}
+    clean, clinical, hard = (load_synth_config(p) for p in ("clean", "clinical", "hard"))
+    for cfg in (clean, clinical, hard):
+        assert cfg.acquisition.sampling == "kspace"
+        assert cfg.acquisition.phase_resolution == 0.4
+        assert cfg.grid.shape == (192, 256)
+        np.testing.assert_allclose(cfg.echoes.te_ms[[0, -1]], [2.97, 21.68], rtol=1e-6)
+        assert np.diff(cfg.echoes.te_ms) == pytest.approx(2.673, abs=1e-3)
+    assert 20 <= clinical.acquisition.snr <= 40
+    assert clean.acquisition.snr > clinical.acquisition.snr > hard.acquisition.snr
+    assert clean.acquisition.ghosting_mm == clean.acquisition.misregistration_mm == 0
+    assert 0 < clinical.acquisition.ghosting_mm < hard.acquisition.ghosting_mm
+    assert hard.anatomy.variability > clinical.anatomy.variability
+    ideal = load_synth_config("ideal")
+    assert ideal.acquisition.snr is None and ideal.acquisition.sampling == "area_mean"
+
+
+def test_bad_configs_are_refused(tmp_path, cohort):
+    with pytest.raises(SynthConfigError, match="unknown preset"):
+        load_synth_config("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("acquisition:\n  snrr: 3\n")
+    with pytest.raises(SynthConfigError, match="snrr"):
+        load_synth_config(bad)
+    bad.write_text("acquisition:\n  phase_resolution: 1.5\n")
+    with pytest.raises(SynthConfigError, match="phase_resolution"):
+        load_synth_config(bad)
+    bad.write_text("name: x\ngroups:\n  - name: g\n    myocardium_t2star_ms: [-1]\n    liver: {}\n")
+    with pytest.raises(SynthConfigError):
+        load_cohort(bad)
+    with pytest.raises(SynthConfigError, match="51 subjects"):
+        cohort.plan(0, 52)
+
+
+def test_paper_cohort(cohort):
+    assert cohort.n_subjects == 51
+    plans = cohort.plan(seed=3)
+    assert [p.subject_id for p in plans[:2]] == ["S0001", "S0002"]
+    assert plans[-1].subject_id == "S0051"
+    assert [p.myocardium_t2star_ms for p in plans[:37]] == pytest.approx(PAPER_T2STAR_MS)
+    healthy = np.array([p.myocardium_t2star_ms for p in plans[37:]])
+    assert np.all((healthy >= 25) & (healthy <= 52)) and 30 < healthy.mean() < 44
+    liver = np.array([p.liver_t2star_ms for p in plans])
+    assert np.median(liver[:37]) < np.median(liver[37:])  # iron overload lowers liver T2*
+    again = cohort.plan(seed=3, n_subjects=40)
+    assert [p.liver_t2star_ms for p in again] == [p.liver_t2star_ms for p in plans[:40]]
+
+
+# --------------------------------------------------------------------------- signal model
+
+
+def test_fat_water_voxels_oscillate():
+    cfg = load_synth_config("clinical")
+    te = cfg.echoes.te_ms
+    main_peak_hz = -3.40 * GYROMAGNETIC_MHZ_PER_T * cfg.field_strength_t
+    assert main_peak_hz == pytest.approx(-217.1, abs=0.5)
+    fat = fat_phasors(cfg.fat_spectrum, cfg.field_strength_t, te)
+    water = np.abs(multi_echo_signal(100.0, 0.0, 30.0, te, fat))
+    mixed = np.abs(multi_echo_signal(100.0, 0.4, 30.0, te, fat))
+    assert np.all(np.diff(water) < 0)
+    assert np.any(np.diff(mixed) > 0)  # in/out of phase across echoes
+    np.testing.assert_allclose(water, 100 * np.exp(-te / 30.0), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_contract_fields(clinical, tmp_path):
+    n = 6
+    assert clinical.images.shape == (n, 8, 192, 256) and clinical.images.dtype == np.float32
+    assert np.isfinite(clinical.images).all() and (clinical.images >= 0).all()
+    assert clinical.te_ms.shape == (n, 8)
+    assert clinical.subject_id == ["S0001"] * 3 + ["S0002"] * 3
+    assert clinical.slice_location == ["base", "mid", "apex"] * 2
+    np.testing.assert_allclose(clinical.pixel_spacing_mm, 1.40625)
+    assert clinical.labels.dtype == np.uint8 and set(np.unique(clinical.labels)) == {0, 1, 2}
+    assert clinical.phase_encoding_axis.tolist() == [0] * n
+    assert clinical.rv_insertion.shape == (n, 2) and np.isfinite(clinical.rv_insertion).all()
+    truth = clinical.t2star_ms
+    assert np.isfinite(truth[clinical.labels > 0]).all()
+    assert np.isnan(truth[:, :3, :3]).all()  # air in the image corners
+    write_echo_stack(tmp_path / "s.h5", clinical)
+    back = read_echo_stack(tmp_path / "s.h5")
+    np.testing.assert_array_equal(back.images, clinical.images)
+
+
+def test_deterministic_per_seed(cohort, clinical):
+    cfg = load_synth_config("clinical")
+    first = synthesize_cohort(cfg, cohort, seed=11, n_subjects=1)
+    for name in ("images", "labels", "t2star_ms", "rv_insertion"):
+        a, b = getattr(first, name), getattr(clinical, name)[:3]
+        assert a.tobytes() == b.tobytes(), name  # same subject whatever --subjects is
+    other = synthesize_cohort(cfg, cohort, seed=12, n_subjects=1)
+    assert not np.array_equal(other.images, first.images)
+    assert not np.array_equal(other.labels, first.labels)
+
+
+# --------------------------------------------------------------------------- anatomy and truth
+
+
+def test_labels_are_traced_sensibly(clinical):
+    area_mm2 = float(np.prod(clinical.pixel_spacing_mm[0]))
+    for labels in clinical.labels:
+        myo = (labels == 2).sum() * area_mm2
+        pool = (labels == 1).sum() * area_mm2
+        assert 300 < myo < 4500 and pool > 100
+        wall_mm = math.sqrt((myo + pool) / math.pi) - math.sqrt(pool / math.pi)
+        assert 5.0 < wall_mm < 13.0
+        # the blood pool is enclosed by myocardium, and both are one piece
+        assert not (ndimage.binary_dilation(labels == 1) & (labels == 0)).any()
+        assert ndimage.label(labels == 2)[1] == 1 and ndimage.label(labels == 1)[1] == 1
+    area = (clinical.labels > 0).sum(axis=(1, 2))
+    assert area[0] > area[2] and area[3] > area[5]  # shrinking towards the apex
+
+
+def test_orientation_and_rv_insertion(clinical_slices):
+    rv = TISSUES.index("rv_blood")
+    for s in clinical_slices:
+        heart = s.labels > 0
+        cy, cx = ndimage.center_of_mass(heart)
+        rv_rows, rv_cols = np.nonzero(s.tissue == rv)
+        assert rv_cols.mean() < cx  # RV on the image left of the LV (septum left)
+        row, col = s.rv_insertion
+        assert row < cy  # anterior (up)
+        border = heart & ~ndimage.binary_erosion(heart)
+        rr, cc = np.nonzero(border)
+        assert np.hypot(rr - row, cc - col).min() < 2.5  # on the LV epicardium
+        # the RV cavity touches the epicardium near the insertion point
+        assert np.hypot(rv_rows - row, rv_cols - col).min() < 4.0
+
+
+def test_true_map_mean_equals_cohort_value(clinical, cohort):
+    plans = cohort.plan(11, 2)
+    for i in range(clinical.n_slices):
+        values = clinical.t2star_ms[i][clinical.labels[i] == 2]
+        target = plans[i // 3].myocardium_t2star_ms
+        assert values.mean() == pytest.approx(target, rel=1e-4)
+        spread = values.std() / values.mean()
+        assert 0.005 < spread < 0.08  # mild smooth regional variation
+
+
+def test_ideal_noise_free_signal_gives_true_t2star(cohort):
+    stack = synthesize_cohort(load_synth_config("ideal"), cohort, seed=2, n_subjects=1)
+    te = stack.te_ms[0]
+    for images, labels, truth in zip(stack.images, stack.labels, stack.t2star_ms, strict=True):
+        core = ndimage.binary_erosion(labels == 2, iterations=2)  # away from partial volume
+        fitted = _fit_t2star_ms(te, images[:, core])
+        np.testing.assert_allclose(fitted, truth[core], rtol=2e-4)
+
+
+def test_blood_blurs_into_the_wall_along_phase(cohort):
+    """Normal heart (38.9 ms): the 40 % phase-resolution acquisition reads T2* higher."""
+    ideal = synthesize_cohort(load_synth_config("ideal"), cohort, seed=4, n_subjects=1)
+    noise_free = {"acquisition": {**NO_ARTEFACTS["acquisition"], "snr": None}}
+    blurred = synthesize_cohort(
+        load_synth_config("clinical", noise_free), cohort, seed=4, n_subjects=1
+    )
+    te = ideal.te_ms[0].astype(float)
+    for i in range(3):
+        truth = float(ideal.t2star_ms[i][ideal.labels[i] == 2].mean())
+        bias_ideal = _wall_fit_t2star_ms(te, ideal.images[i], ideal.labels[i]) / truth - 1
+        bias_blur = _wall_fit_t2star_ms(te, blurred.images[i], ideal.labels[i]) / truth - 1
+        assert np.array_equal(ideal.labels[i], blurred.labels[i])
+        assert 0 <= bias_ideal < 0.06
+        assert bias_blur > bias_ideal
+
+
+def test_noise_floor_and_snr(clinical_slices, cohort):
+    n_coils = load_synth_config("clinical").acquisition.n_coils
+    # mean of the noncentral-chi (here central: no signal) RSS magnitude of n_coils coils
+    chi_mean = math.sqrt(2) * math.exp(gammaln(n_coils + 0.5) - gammaln(n_coils))
+    air = TISSUES.index("air")
+    for s in clinical_slices:
+        # columns left of the body: free of ghosts, which run along the phase direction (rows)
+        body_cols = np.nonzero((s.tissue != air).any(axis=0))[0]
+        background = s.images[-1][:, : max(body_cols.min() - 4, 1)]
+        assert background.size > 100
+        assert background.mean() / s.sigma == pytest.approx(chi_mean, rel=0.08)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_writes_a_valid_file(tmp_path):
+    out = tmp_path / "phantom.h5"
+    code = main([str(out), "--subjects", "1", "--seed", "3", "--preset", "clean", "--no-progress"])
+    assert code == 0
+    info = inspect_echo_stack(out)
+    assert info.n_slices == 3 and info.subject_id == ("S0001",) * 3
+    assert {"labels", "rv_insertion", "t2star_ms", "phase_encoding_axis"} <= info.datasets
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--subjects", "99"],
+        ["--preset", "nope"],
+        ["--cohort", "missing.yaml"],
+    ],
+)
+def test_cli_refuses_bad_input(tmp_path, capsys, args):
+    out = tmp_path / "phantom.h5"
+    assert main([str(out), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cmrseg-synth: error:")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["--subjects", "0"], ["--seed", "-1"], ["--snr", "x"]])
+def test_cli_refuses_bad_arguments(tmp_path: Path, args):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "o.h5"), *args])
+    assert exc.value.code == 2
