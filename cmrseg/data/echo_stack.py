@@ -412,17 +412,27 @@ class EchoStackFile:
         self.info = info if info is not None else inspect_echo_stack(self.path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
 
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            self._datasets = {}
         return self._file
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        """The open dataset ``name`` of this process (opening one costs ~0.4 ms; reuse it)."""
+        handle = self._handle()
+        if name not in self._datasets:
+            self._datasets[name] = handle[name]
+        return self._datasets[name]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_pid"] = None
+        state["_datasets"] = {}
         return state
 
     def __len__(self) -> int:
@@ -432,7 +442,7 @@ class EchoStackFile:
         """Read slice ``index`` of dataset ``name`` (e.g. ``images`` gives ``[E, H, W]``)."""
         if name not in self.info.datasets:
             raise EchoStackError(self.path, name, "dataset is not in this file")
-        return np.asarray(self._handle()[name][index], dtype=_DATASETS[name].dtype)
+        return np.asarray(self._dataset(name)[index], dtype=_DATASETS[name].dtype)
 
     def iter_slices(self, name: str) -> Iterator[np.ndarray]:
         """Yield the slices of dataset ``name`` one by one."""
@@ -445,6 +455,7 @@ class EchoStackFile:
             self._file.close()
         self._file = None
         self._pid = None
+        self._datasets = {}
 
 
 # --------------------------------------------------------------------------- writing

@@ -1,0 +1,371 @@
+"""LightningDataModule over one echo-stack file, with subject-level splits and k-fold.
+
+Built from ``conf/data/echo_stack.yaml`` with Hydra's ``_target_``. The file is validated once,
+in the process that first needs it (:func:`~cmrseg.data.echo_stack.inspect_echo_stack`); the
+datasets hold an :class:`~cmrseg.data.echo_stack.EchoStackFile`, which opens its own read-only
+HDF5 handle in each worker or DDP process and never pickles one, so fork, spawn and DDP are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, get_worker_info
+
+from cmrseg.data.dataset import (
+    INPUT_MODES,
+    EchoStackDataset,
+    InputMode,
+    Target,
+    myocardium_classes,
+    num_classes,
+    resolve_echoes,
+)
+from cmrseg.data.echo_stack import EchoStackFile, EchoStackInfo, inspect_echo_stack
+from cmrseg.data.splits import (
+    SPLIT_NAMES,
+    SubjectSplit,
+    echo_stack_fingerprint,
+    load_split,
+    make_subject_split,
+    save_split,
+)
+from cmrseg.data.transforms import NORMALIZATIONS, Normalization
+from cmrseg.utils.errors import InputError
+
+__all__ = ["EchoStackDataModule"]
+
+log = logging.getLogger(__name__)
+
+LoaderSplit = Literal["train", "val", "test", "predict"]
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed numpy, random and the dataset's augmentation from the worker's torch seed."""
+    info = get_worker_info()
+    seed = (info.seed if info is not None else torch.initial_seed()) % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(seed)
+
+
+class EchoStackDataModule(LightningDataModule):
+    """Train/val/test/predict loaders over the slices of an echo-stack file.
+
+    Splits are by subject (see :mod:`cmrseg.data.splits`): ``num_folds=None`` gives a fixed
+    split by ``val_fraction`` and ``test_fraction``; ``num_folds=K, fold=k`` makes fold ``k`` of
+    the subjects the test set and draws ``val_fraction`` of all subjects from the rest for
+    validation. With ``split_file`` set, an existing file is read back (and refused if its
+    subjects differ from the data's); a missing one is written once the split is made.
+
+    Args:
+        path: Echo-stack file with ``labels`` for fit/validate/test; ``None`` when only
+            predicting on ``predict_path``.
+        input_mode: ``echoes_as_samples`` (the paper: each echo of ``echoes`` is a separate
+            single-channel sample with the slice's mask) or ``echoes_as_channels`` (the echoes
+            are stacked as channels of one sample).
+        echoes: 0-based echo indices, or ``None`` for all echoes of the file.
+        target: ``binary``, ``three_class`` or ``aha16``
+            (see :func:`~cmrseg.data.dataset.encode_target`).
+        normalization: ``mvn`` (over all channels), ``mvn_per_channel`` or ``none``.
+        batch_size: Samples per batch of every loader.
+        val_fraction: Fraction of subjects for validation.
+        test_fraction: Fraction of subjects for test (fixed split only).
+        split_seed: Seed of the subject shuffle; keep it fixed across training seeds.
+        num_folds: ``K`` for k-fold cross-validation, or ``None``.
+        fold: Test fold in ``[0, K)``.
+        split_file: JSON file to read the split from, or to write it to if absent.
+        augmentation: Training-only albumentations transform (e.g. ``albumentations.Compose``)
+            applied to image and mask together; ``None`` for none.
+        seed: Seed of the training shuffle and augmentation streams; ``None`` derives it from
+            ``torch.initial_seed()`` (set by ``lightning.seed_everything``).
+        num_workers: Loader worker processes; workers persist across epochs when > 0.
+        pin_memory: Page-locked batches for faster host-to-GPU copies.
+        multiprocessing_context: ``fork``, ``spawn``, ``forkserver`` or ``None`` (the default).
+        predict_path: File for ``predict_dataloader`` (labels optional); ``None`` uses ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        input_mode: InputMode,
+        echoes: Sequence[int] | None,
+        target: Target,
+        normalization: Normalization,
+        batch_size: int,
+        val_fraction: float,
+        test_fraction: float,
+        split_seed: int,
+        num_folds: int | None = None,
+        fold: int | None = None,
+        split_file: str | os.PathLike[str] | None = None,
+        augmentation: Callable[..., dict[str, Any]] | None = None,
+        seed: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        multiprocessing_context: str | None = None,
+        predict_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if input_mode not in INPUT_MODES:
+            raise InputError(f"data.input_mode: {input_mode!r} is not one of {INPUT_MODES}")
+        if normalization not in NORMALIZATIONS:
+            raise InputError(
+                f"data.normalization: {normalization!r} is not one of {NORMALIZATIONS}"
+            )
+        if batch_size < 1 or num_workers < 0:
+            raise InputError(f"data: batch_size {batch_size} / num_workers {num_workers} invalid")
+        self._num_classes = num_classes(target)
+        self.save_hyperparameters(ignore=["augmentation"], logger=False)
+        self.path = None if path is None else Path(path)
+        self.input_mode: InputMode = input_mode
+        self.echoes = None if echoes is None else [int(e) for e in echoes]
+        self.target: Target = target
+        self.normalization: Normalization = normalization
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.num_folds = num_folds
+        self.fold = fold
+        self.split_file = None if split_file is None else Path(split_file)
+        self.augmentation = augmentation
+        self.seed = seed
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.multiprocessing_context = multiprocessing_context
+        self.predict_path = None if predict_path is None else Path(predict_path)
+        self._info: EchoStackInfo | None = None
+        self._predict_info: EchoStackInfo | None = None
+        self._split: SubjectSplit | None = None
+        self._datasets: dict[LoaderSplit, EchoStackDataset] = {}
+        self._files: list[EchoStackFile] = []
+
+    # ------------------------------------------------------------------ file and split
+
+    @property
+    def info(self) -> EchoStackInfo:
+        """Metadata of ``path``, validated on first access (once per process)."""
+        if self._info is None:
+            if self.path is None:
+                raise InputError("data.path: not set; give the echo-stack file to train on")
+            self._info = inspect_echo_stack(self.path)
+            log.info(
+                "%s: %d slices of %d subjects, %d echoes, %dx%d px",
+                self.path,
+                self._info.n_slices,
+                len(self._info.subjects),
+                self._info.n_echoes,
+                self._info.height,
+                self._info.width,
+            )
+        return self._info
+
+    @property
+    def predict_info(self) -> EchoStackInfo:
+        """Metadata of the predict file (``predict_path``, else ``path``), validated once."""
+        if self.predict_path is None:
+            return self.info
+        if self._predict_info is None:
+            self._predict_info = inspect_echo_stack(self.predict_path)
+        return self._predict_info
+
+    @property
+    def split(self) -> SubjectSplit:
+        """The subject split: read from ``split_file`` if it exists, else made (and saved)."""
+        if self._split is None:
+            self._split = self._resolve_split()
+        return self._split
+
+    def _resolve_split(self) -> SubjectSplit:
+        info = self.info
+        fingerprint = echo_stack_fingerprint(info)
+        if self.split_file is not None and self.split_file.exists():
+            split = load_split(self.split_file)
+            split.check_matches(
+                info.subject_id,
+                fingerprint,
+                split_path=str(self.split_file),
+                data_path=str(info.path),
+            )
+            wanted = {
+                "seed": self.split_seed,
+                "num_folds": self.num_folds,
+                "fold": self.fold,
+                "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction,
+            }
+            differ = [
+                f"{key}={getattr(split, key)} (config: {value})"
+                for key, value in wanted.items()
+                if getattr(split, key) != value
+            ]
+            if differ:
+                log.warning(
+                    "%s: using the saved split, made with %s", self.split_file, ", ".join(differ)
+                )
+            log.info("%s: split read back", self.split_file)
+            return split
+        split = make_subject_split(
+            info.subject_id,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.split_seed,
+            num_folds=self.num_folds,
+            fold=self.fold,
+            fingerprint=fingerprint,
+            source=info.path.name,
+        )
+        log.info(
+            "subject split (seed %d, fold %s/%s): %d train, %d val, %d test subjects",
+            split.seed,
+            split.fold,
+            split.num_folds,
+            len(split.train),
+            len(split.val),
+            len(split.test),
+        )
+        if self.split_file is not None and (self.trainer is None or self.trainer.is_global_zero):
+            save_split(split, self.split_file)
+            log.info("%s: split saved", self.split_file)
+        return split
+
+    def save_split(self, path: str | os.PathLike[str]) -> None:
+        """Write the subject split as JSON (atomically), e.g. into the run's output folder."""
+        save_split(self.split, path)
+
+    def split_indices(self, stage: LoaderSplit) -> np.ndarray:
+        """0-based slice indices of a split, ascending (``predict``: every slice of its file)."""
+        if stage == "predict":
+            return np.arange(self.predict_info.n_slices, dtype=np.int64)
+        if stage not in SPLIT_NAMES:
+            raise ValueError(f"unknown split {stage!r}; expected train, val, test or predict")
+        return self.split.slice_indices(self.info.subject_id, stage)
+
+    # ------------------------------------------------------------------ model-facing sizes
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the network: 1, or the number of echoes stacked as channels."""
+        if self.input_mode == "echoes_as_samples":
+            return 1
+        if self.echoes is not None:
+            return len(self.echoes)
+        return (self.info if self.path is not None else self.predict_info).n_echoes
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes of the network, background included (2, 3 or 17)."""
+        return self._num_classes
+
+    @property
+    def myocardium_classes(self) -> list[int]:
+        """Classes that together form the LV myocardium (for metrics and T2* masks)."""
+        return myocardium_classes(self.target)
+
+    # ------------------------------------------------------------------ datasets and loaders
+
+    def _dataset(self, split: LoaderSplit) -> EchoStackDataset:
+        if split == "predict":
+            info = self.predict_info
+            source = EchoStackFile(info.path, info=info)
+            self._files.append(source)
+            indices = self.split_indices("predict")
+            options = self._dataset_options(transform=None)
+            try:
+                return EchoStackDataset(source, indices, with_labels=True, **options)
+            except InputError as err:
+                log.info("predicting without masks: %s", err)
+                return EchoStackDataset(source, indices, with_labels=False, **options)
+        source = EchoStackFile(self.info.path, info=self.info)
+        self._files.append(source)
+        transform = self.augmentation if split == "train" else None
+        return EchoStackDataset(
+            source, self.split_indices(split), **self._dataset_options(transform=transform)
+        )
+
+    def _dataset_options(self, transform: Callable[..., Any] | None) -> dict[str, Any]:
+        return {
+            "input_mode": self.input_mode,
+            "echoes": self.echoes,
+            "target": self.target,
+            "normalization": self.normalization,
+            "transform": transform,
+        }
+
+    def setup(self, stage: str) -> None:
+        """Build the datasets that ``stage`` (fit, validate, test or predict) needs."""
+        wanted: dict[str, tuple[LoaderSplit, ...]] = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("predict",),
+        }
+        if stage not in wanted:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(wanted)}")
+        if stage != "predict":
+            if "labels" not in self.info.datasets:
+                raise InputError(f"{self.info.path}: labels: dataset is missing, needed to {stage}")
+            resolve_echoes(self.echoes, self.info)
+        for split in wanted[stage]:
+            if split not in self._datasets:
+                self._datasets[split] = self._dataset(split)
+
+    def teardown(self, stage: str) -> None:
+        """Close this process's HDF5 handles; they reopen lazily if the data is read again."""
+        for source in self._files:
+            source.close()
+
+    def dataset(self, split: LoaderSplit) -> EchoStackDataset:
+        """The dataset of a split, once :meth:`setup` has built it."""
+        if split not in self._datasets:
+            raise RuntimeError(f"the {split} dataset is not built; call setup() first")
+        return self._datasets[split]
+
+    def _dataloader_factory(self, split: LoaderSplit) -> DataLoader[dict[str, torch.Tensor]]:
+        dataset = self.dataset(split)
+        train = split == "train"
+        generator = None
+        if train:
+            seed = self.seed if self.seed is not None else torch.initial_seed()
+            generator = torch.Generator().manual_seed(seed)
+            if self.num_workers == 0:
+                dataset.reseed(int(torch.randint(2**31, (1,), generator=generator)))
+        workers = self.num_workers > 0
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            generator=generator,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers,
+            worker_init_fn=_seed_worker if workers else None,
+            multiprocessing_context=self.multiprocessing_context if workers else None,
+        )
+
+    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Shuffled, augmented training batches."""
+        return self._dataloader_factory("train")
+
+    def val_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Validation batches in slice order."""
+        return self._dataloader_factory("val")
+
+    def test_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Test batches in slice order."""
+        return self._dataloader_factory("test")
+
+    def predict_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        """Every slice of the predict file in order; items carry ``mask`` only if labelled."""
+        return self._dataloader_factory("predict")

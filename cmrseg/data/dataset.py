@@ -1,0 +1,271 @@
+"""A map-style dataset over the slices of one echo-stack file, and the target codings.
+
+Each item is a dict for the default collate function::
+
+    image             float32 [C, H, W]  normalized signal (C = 1 for echoes_as_samples)
+    mask              int64   [H, W]     target classes (only when the dataset has labels)
+    sample_id         int64   []         slice_index * E + echo_index, or slice_index
+    slice_index       int64   []         0-based slice in the file
+    echo_index        int64   []         0-based echo, -1 for echoes_as_channels
+    pixel_spacing_mm  float32 [2]        (row, column) spacing of the slice as stored
+
+``pixel_spacing_mm`` is the slice's spacing in the file; augmentation (rotation, scaling) does
+not update it, and validation, test and predict data are never augmented.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cmrseg.data.echo_stack import EchoStackInfo
+from cmrseg.data.transforms import Normalization, augment, iter_transforms, normalize
+from cmrseg.data.transforms import seed_transform as _seed_transform
+from cmrseg.utils.errors import InputError
+
+__all__ = [
+    "INPUT_MODES",
+    "TARGETS",
+    "EchoStackDataset",
+    "InputMode",
+    "SliceReader",
+    "Target",
+    "encode_target",
+    "myocardium_classes",
+    "num_classes",
+    "resolve_echoes",
+]
+
+log = logging.getLogger(__name__)
+
+InputMode = Literal["echoes_as_samples", "echoes_as_channels"]
+INPUT_MODES: tuple[InputMode, ...] = ("echoes_as_samples", "echoes_as_channels")
+Target = Literal["binary", "three_class", "aha16"]
+TARGETS: tuple[Target, ...] = ("binary", "three_class", "aha16")
+_MYOCARDIUM_LABEL = 2  # contract coding of `labels`: 0 background, 1 blood pool, 2 myocardium
+_AHA_LOCATIONS = ("base", "mid", "apex")
+
+
+def num_classes(target: Target) -> int:
+    """Number of classes of a target coding, background included (2, 3 or 17)."""
+    return {"binary": 2, "three_class": 3, "aha16": 17}[_check_target(target)]
+
+
+def myocardium_classes(target: Target) -> list[int]:
+    """Classes that together form the LV myocardium: ``[1]``, ``[2]`` or ``[1, ..., 16]``."""
+    return {"binary": [1], "three_class": [2], "aha16": list(range(1, 17))}[_check_target(target)]
+
+
+def _check_target(target: str) -> Target:
+    if target not in TARGETS:
+        raise InputError(f"data.target: {target!r} is not one of {TARGETS}")
+    return target  # type: ignore[return-value]
+
+
+def encode_target(
+    labels: np.ndarray,
+    target: Target,
+    *,
+    rv_insertion: np.ndarray | None = None,
+    slice_location: str = "",
+) -> np.ndarray:
+    """Turn contract labels into the classes a network is trained on.
+
+    Args:
+        labels: uint8 ``[H, W]``; 0 background, 1 LV blood pool, 2 LV myocardium.
+        target: ``binary`` (1 myocardium, 0 rest), ``three_class`` (the file's coding) or
+            ``aha16`` (0 outside the myocardium, 1..16 AHA segment of each myocardial pixel).
+        rv_insertion: ``(row, col)`` of the anterior RV insertion point; ``aha16`` only.
+        slice_location: ``base``, ``mid`` or ``apex``; ``aha16`` only.
+
+    Returns:
+        uint8 ``[H, W]`` class map (uint8, because OpenCV warps int64 masks differently from
+        the image; the dataset casts to int64 after augmentation).
+    """
+    if target == "binary":
+        return (labels == _MYOCARDIUM_LABEL).astype(np.uint8)
+    if target == "three_class":
+        return labels.astype(np.uint8)
+    if target == "aha16":
+        if rv_insertion is None:
+            raise ValueError("aha16 targets need rv_insertion")
+        if not np.any(labels == _MYOCARDIUM_LABEL):
+            return np.zeros(labels.shape, dtype=np.uint8)
+        # Imported here: the cmrseg.t2star package pulls in lmfit, which would add about a
+        # second to the start of every spawned loader worker for the other targets.
+        from cmrseg.t2star.regions import aha_segment_map
+
+        point = (float(rv_insertion[0]), float(rv_insertion[1]))
+        return aha_segment_map(labels, point, slice_location).astype(np.uint8)
+    raise InputError(f"data.target: {target!r} is not one of {TARGETS}")
+
+
+class SliceReader(Protocol):
+    """What the dataset needs from its source: the file's info and slice reads.
+
+    :class:`~cmrseg.data.echo_stack.EchoStackFile` is the implementation for files; anything
+    with the same two members (e.g. arrays held in memory) works too.
+    """
+
+    info: EchoStackInfo
+
+    def read(self, name: str, index: int) -> np.ndarray:
+        """Read slice ``index`` of dataset ``name``."""
+        ...
+
+
+class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
+    """Samples of selected slices of one echo-stack file.
+
+    Args:
+        source: Where slices come from, usually an
+            :class:`~cmrseg.data.echo_stack.EchoStackFile` (which opens its HDF5 handle lazily
+            in each worker process).
+        slice_indices: 0-based slices of the file that this dataset serves.
+        input_mode: ``echoes_as_samples``: every selected echo of a slice is its own
+            single-channel sample with the slice's mask; ``echoes_as_channels``: the selected
+            echoes of a slice are the channels of one sample.
+        echoes: 0-based echoes to use, or ``None`` for all.
+        target: Target coding (see :func:`encode_target`).
+        normalization: See :func:`~cmrseg.data.transforms.normalize`.
+        transform: Optional albumentations transform applied to image and mask (training).
+        with_labels: Whether items carry a ``mask``; needs ``labels`` in the file.
+
+    Raises:
+        InputError: An echo index out of range, labels requested from a file without them, or
+            ``aha16`` targets for slices without RV insertion point or slice location.
+    """
+
+    def __init__(
+        self,
+        source: SliceReader,
+        slice_indices: Sequence[int] | np.ndarray,
+        *,
+        input_mode: InputMode,
+        echoes: Sequence[int] | None,
+        target: Target,
+        normalization: Normalization,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        with_labels: bool = True,
+    ) -> None:
+        info = source.info
+        if input_mode not in INPUT_MODES:
+            raise InputError(f"data.input_mode: {input_mode!r} is not one of {INPUT_MODES}")
+        self.source = source
+        self.slice_indices = np.asarray(slice_indices, dtype=np.int64)
+        self.input_mode = input_mode
+        self.echoes = resolve_echoes(echoes, info)
+        self.target = _check_target(target)
+        self.normalization = normalization
+        self.transform = transform
+        self.with_labels = with_labels
+        if np.any((self.slice_indices < 0) | (self.slice_indices >= info.n_slices)):
+            raise ValueError(f"slice indices outside [0, {info.n_slices}) of {info.path}")
+        if with_labels:
+            self._check_labels(info)
+
+    def _check_labels(self, info: EchoStackInfo) -> None:
+        if "labels" not in info.datasets:
+            raise InputError(f"{info.path}: labels: dataset is missing, needed for training")
+        if self.target != "aha16":
+            return
+        if info.rv_insertion is None:
+            raise InputError(f"{info.path}: rv_insertion: dataset is missing, needed for aha16")
+        for i in self.slice_indices:
+            if not np.isfinite(info.rv_insertion[i]).all():
+                raise InputError(
+                    f"{info.path}: rv_insertion: unknown (NaN) at slice {i}, needed for aha16"
+                )
+            if info.slice_location[i] not in _AHA_LOCATIONS:
+                raise InputError(
+                    f"{info.path}: slice_location: unknown at slice {i}, needed for aha16"
+                )
+        mirrors = [
+            type(t).__name__
+            for t in iter_transforms(self.transform)
+            if type(t).__name__ in ("HorizontalFlip", "VerticalFlip", "Transpose", "D4")
+        ]
+        if mirrors:
+            log.warning(
+                "aha16 targets with mirroring (%s): mirroring reverses the counterclockwise "
+                "numbering of the AHA segments, so anterior and inferior walls become ambiguous",
+                ", ".join(mirrors),
+            )
+
+    @property
+    def in_channels(self) -> int:
+        """Channels C of ``image``."""
+        return 1 if self.input_mode == "echoes_as_samples" else len(self.echoes)
+
+    def __len__(self) -> int:
+        per_slice = len(self.echoes) if self.input_mode == "echoes_as_samples" else 1
+        return len(self.slice_indices) * per_slice
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the augmentation's random stream (called in each loader worker)."""
+        if self.transform is not None:
+            _seed_transform(self.transform, seed)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        info = self.source.info
+        if self.input_mode == "echoes_as_samples":
+            slice_index = int(self.slice_indices[index // len(self.echoes)])
+            echo_index = self.echoes[index % len(self.echoes)]
+            sample_id = slice_index * info.n_echoes + echo_index
+            channels: list[int] = [echo_index]
+        else:
+            slice_index = int(self.slice_indices[index])
+            echo_index = -1
+            sample_id = slice_index
+            channels = list(self.echoes)
+        image = self.source.read("images", slice_index)[channels]
+        mask = None
+        if self.with_labels:
+            mask = encode_target(
+                self.source.read("labels", slice_index),
+                self.target,
+                rv_insertion=None if info.rv_insertion is None else info.rv_insertion[slice_index],
+                slice_location=info.slice_location[slice_index],
+            )
+        if self.transform is not None:
+            image, mask = augment(self.transform, image, mask)
+        image = normalize(image, self.normalization)
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+            "sample_id": torch.tensor(sample_id, dtype=torch.int64),
+            "slice_index": torch.tensor(slice_index, dtype=torch.int64),
+            "echo_index": torch.tensor(echo_index, dtype=torch.int64),
+            "pixel_spacing_mm": torch.from_numpy(info.pixel_spacing_mm[slice_index].copy()),
+        }
+        if mask is not None:
+            item["mask"] = torch.from_numpy(mask.astype(np.int64))
+        return item
+
+
+def resolve_echoes(echoes: Sequence[int] | None, info: EchoStackInfo) -> tuple[int, ...]:
+    """Check 0-based echo indices against a file; ``None`` means all ``E`` echoes.
+
+    Raises:
+        InputError: An index outside ``[0, E)``, a repeat, or an empty list.
+    """
+    if echoes is None:
+        return tuple(range(info.n_echoes))
+    chosen = tuple(int(e) for e in echoes)
+    if not chosen:
+        raise InputError("data.echoes: empty list; give 0-based echo indices or null for all")
+    bad = [e for e in chosen if not 0 <= e < info.n_echoes]
+    if bad:
+        raise InputError(
+            f"data.echoes: {bad} outside [0, {info.n_echoes}) of {info.path} "
+            f"({info.n_echoes} echoes; indices are 0-based)"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise InputError(f"data.echoes: {list(chosen)} repeats an echo")
+    return chosen
