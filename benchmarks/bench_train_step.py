@@ -1,0 +1,167 @@
+"""Lightning training step vs a plain PyTorch loop on the same model, batch and data; CPU inference.
+
+Prints the time per training step of ``SegmentationModule`` under ``lightning.Trainer`` and of a
+hand-written loop (same U-Net, loss, optimizer, batches), their ratio (target <= 1.1), and the
+CPU inference speed of ``SegmentationModule.predict_labels`` on whole 192 x 256 slices.
+
+    python benchmarks/bench_train_step.py [--steps 30] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from lightning import Callback, Trainer
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from cmrseg.metrics import overlap_metrics
+from cmrseg.models import UNet
+from cmrseg.modules import SegmentationModule
+
+FEATURES = [16, 32, 64, 128, 256]  # conf/experiment/demo.yaml
+
+
+class _Batches(Dataset):
+    def __init__(self, n: int, batch: int, size: tuple[int, int]) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randn(n, batch, 1, *size, generator=g)
+        self.masks = torch.randint(0, 3, (n, batch, *size), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "mask": self.masks[i]}
+
+
+def _net() -> UNet:
+    torch.manual_seed(0)
+    return UNet(
+        in_channels=1,
+        num_classes=3,
+        myocardium_classes=[2],
+        n_stages=len(FEATURES),
+        features_per_stage=FEATURES,
+        n_conv_per_stage=2,
+        n_conv_per_stage_decoder=2,
+        norm="batch",
+        bottleneck_dropout=0.5,
+    )
+
+
+def _optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
+class _StepTimer(Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end = time.perf_counter()
+
+
+def bench_lightning(data: _Batches, warmup: int) -> float:
+    module = SegmentationModule(
+        net=_net(),
+        loss=nn.CrossEntropyLoss(),
+        optimizer=_optimizer,
+        scheduler=None,
+        scheduler_interval="epoch",
+        metrics=overlap_metrics(),
+        echo_fusion="first",
+        keep_largest_component=True,
+        init_from=None,
+        init_patterns=["*"],
+        freeze_patterns=[],
+        channels_last=True,
+        train_patch_size=None,
+    )
+    timer = _StepTimer(warmup)
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
+    loader = DataLoader(data, batch_size=None, shuffle=False)
+    trainer.fit(module, train_dataloaders=loader)
+    return (timer.end - timer.start) / (len(data) - warmup)
+
+
+def bench_plain(data: _Batches, warmup: int) -> float:
+    net = _net().to(memory_format=torch.channels_last)
+    net.apply(net.initialize)
+    net.train()
+    optimizer = _optimizer(net.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    for i, batch in enumerate(DataLoader(data, batch_size=None, shuffle=False)):
+        if i == warmup:
+            start = time.perf_counter()
+        images = batch["image"].contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(net(images), batch["mask"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / (len(data) - warmup)
+
+
+def bench_inference(n_slices: int) -> float:
+    module = SegmentationModule(
+        net=_net(),
+        loss=nn.CrossEntropyLoss(),
+        optimizer=_optimizer,
+        scheduler=None,
+        scheduler_interval="epoch",
+        metrics=overlap_metrics(),
+        echo_fusion="mean_softmax",
+        keep_largest_component=True,
+        init_from=None,
+        init_patterns=["*"],
+        freeze_patterns=[],
+        channels_last=True,
+        train_patch_size=None,
+    ).eval()
+    images = torch.randn(n_slices, 3, 192, 256)  # echoes 1-3, fused by softmax averaging
+    with torch.no_grad():
+        module.predict_labels(images[:2])
+        start = time.perf_counter()
+        for i in range(0, n_slices, 4):
+            module.predict_labels(images[i : i + 4])
+    return n_slices / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps (after 5 warm-up)")
+    parser.add_argument("--batch", type=int, default=16, help="samples per batch")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warmup = 5
+    data = _Batches(args.steps + warmup, args.batch, (128, 128))
+    plain = bench_plain(data, warmup)
+    lightning = bench_lightning(data, warmup)
+    plain_again = bench_plain(data, warmup)  # interleaved to expose drift of a shared machine
+    plain = min(plain, plain_again)
+    print(f"U-Net {FEATURES}, batch {args.batch} x 1 x 128 x 128, {args.threads} threads")
+    print(f"plain PyTorch loop : {plain * 1e3:8.1f} ms/step")
+    print(f"Lightning          : {lightning * 1e3:8.1f} ms/step")
+    print(f"ratio Lightning/plain: {lightning / plain:.3f} (target <= 1.1)")
+    print(f"CPU inference (3 echoes fused, 192 x 256): {bench_inference(24):.1f} slices/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""``cmrseg-train``: train one segmentation model (Hydra; see ``conf/train.yaml``).
+
+Examples::
+
+    cmrseg-train data.path=cohort.h5 experiment=paper
+    cmrseg-train data.path=cohort.h5 model=martini_unet trainer=ddp
+    cmrseg-train hydra.run.dir=outputs/train/runs/<run> ckpt_path=last   # resume a killed run
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+from lightning import LightningDataModule, LightningModule, Trainer, seed_everything
+from omegaconf import DictConfig, OmegaConf
+
+from cmrseg.utils.checkpoint import StoreRunConfig, slice_wise_data_config
+from cmrseg.utils.config import CONF_DIR, fill_missing
+from cmrseg.utils.extras import extras, metric_value, task_wrapper
+from cmrseg.utils.instantiate import (
+    instantiate_callbacks,
+    instantiate_datamodule,
+    instantiate_loggers,
+)
+
+__all__ = ["main", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@task_wrapper("cmrseg-train")
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit a model, then test the best checkpoint.
+
+    Testing is per slice: a one-channel network trained on echoes as separate samples is
+    tested on the slices with their echoes fused (see ``slice_wise_data_config``), as
+    ``cmrseg-eval`` does.
+
+    Args:
+        cfg: The composed ``train.yaml`` config.
+
+    Returns:
+        The logged metrics (``train/...``, ``val/...``, ``test/...``) and the objects built
+        (``cfg``, ``datamodule``, ``model``, ``callbacks``, ``loggers``, ``trainer``).
+    """
+    if cfg.get("seed") is not None:
+        seed_everything(cfg.seed, workers=True)
+
+    datamodule: LightningDataModule = instantiate_datamodule(cfg.data)
+    fill_missing(
+        cfg.model.net,
+        {
+            "in_channels": datamodule.in_channels,
+            "num_classes": datamodule.num_classes,
+            "myocardium_classes": list(datamodule.myocardium_classes),
+        },
+    )
+    log.info("Instantiating model <%s> with net <%s>", cfg.model._target_, cfg.model.net._target_)
+    model: LightningModule = hydra.utils.instantiate(cfg.model)
+
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), StoreRunConfig(cfg)]
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    metric_dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("No best checkpoint (no checkpoint callback?): testing the current weights")
+        test_cfg = slice_wise_data_config(cfg.data, model.in_channels)
+        test_datamodule = datamodule if test_cfg == cfg.data else instantiate_datamodule(test_cfg)
+        trainer.test(model, datamodule=test_datamodule, ckpt_path=best or None, weights_only=True)
+        log.info("Best checkpoint: %s", best)
+        metric_dict.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    objects = {
+        "cfg": cfg,
+        "datamodule": datamodule,
+        "model": model,
+        "callbacks": callbacks,
+        "loggers": loggers,
+        "trainer": trainer,
+    }
+    return metric_dict, objects
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
+def main(cfg: DictConfig) -> float | None:
+    """Console entry point; returns ``cfg.optimized_metric`` for hyperparameter sweepers."""
+    extras(cfg)
+    metric_dict, _ = train(cfg)
+    return metric_value(metric_dict, cfg.get("optimized_metric"))

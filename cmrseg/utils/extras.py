@@ -1,0 +1,81 @@
+"""Run-wide set-up and tear-down shared by the Hydra entry points."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from cmrseg.utils.errors import InputError
+
+__all__ = ["extras", "metric_value", "task_wrapper"]
+
+log = logging.getLogger(__name__)
+
+
+def extras(cfg: DictConfig) -> None:
+    """Apply ``cfg.extras``: warnings filter, thread count, matmul precision, config print."""
+    options = cfg.get("extras")
+    if not options:
+        return
+    if options.get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+    if options.get("torch_num_threads"):
+        torch.set_num_threads(int(options.torch_num_threads))
+    if options.get("matmul_precision"):
+        torch.set_float32_matmul_precision(options.matmul_precision)
+    if options.get("print_config"):
+        _log_config(cfg)
+
+
+@rank_zero_only
+def _log_config(cfg: DictConfig) -> None:
+    log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def task_wrapper(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Wrap a task function: refused input exits 2 with one line; W&B is always closed.
+
+    Hydra reports exceptions of the task with a traceback, so :class:`InputError` is caught
+    here and turned into ``prog: error: <message>`` on stderr and ``SystemExit(2)``. The
+    ``finally`` closes a W&B run so that the next job of a multirun starts clean.
+    """
+
+    def decorator(task: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(task)
+        def wrapped(cfg: DictConfig) -> Any:
+            try:
+                return task(cfg)
+            except InputError as err:
+                print(f"{prog}: error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+            finally:
+                if "wandb" in sys.modules:
+                    import wandb
+
+                    if wandb.run is not None:
+                        wandb.finish()
+
+        return wrapped
+
+    return decorator
+
+
+def metric_value(metric_dict: dict[str, Any], name: str | None) -> float | None:
+    """Return ``metric_dict[name]`` as a float for a sweeper (``None`` when ``name`` is unset).
+
+    Raises:
+        KeyError: ``name`` is not among the logged metrics (the message lists them).
+    """
+    if not name:
+        return None
+    if name not in metric_dict:
+        raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metric_dict)}")
+    return float(metric_dict[name])

@@ -1,0 +1,159 @@
+"""cmrseg-eval and cmrseg-predict on a tiny trained checkpoint; transfer learning; bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ring_phantom
+from omegaconf import open_dict
+
+from cmrseg.cli.eval import evaluate
+from cmrseg.cli.predict import predict
+from cmrseg.data.echo_stack import read_echo_stack, write_echo_stack
+from cmrseg.modules import copy_matching_weights, load_net_state_dict
+from cmrseg.utils.errors import InputError
+
+
+def _eval_cfg(make_cfg, ckpt: Path, out: Path, *overrides: str):
+    cfg = make_cfg([f"ckpt_path={ckpt}", *overrides], "eval.yaml", do_shrink=False)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+        cfg.extras.print_config = False
+        cfg.trainer.enable_progress_bar = False
+    return cfg
+
+
+def test_eval_writes_table1(make_cfg, tiny_run: Path, tmp_path: Path, capsys) -> None:
+    cfg = _eval_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", tmp_path)
+    metrics, _ = evaluate(cfg)
+    assert 0.0 <= metrics["test/jaccard"] <= 1.0
+    assert "Jaccard (%)" in capsys.readouterr().out
+    table = json.loads((tmp_path / "metrics.json").read_text())["table1"]
+    assert {row["metric"] for row in table} >= {"jaccard", "sensitivity", "ppv", "npv"}
+    assert (tmp_path / "metrics.csv").read_text().startswith("metric,label,mean,sd")
+
+
+def test_eval_on_validation_with_first_echo(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    metrics, objects = evaluate(
+        _eval_cfg(make_cfg, ckpt, tmp_path, "split=val", "echo_fusion=first")
+    )
+    assert "val/jaccard" in metrics
+    assert objects["model"].hparams.echo_fusion == "first"
+    assert objects["datamodule"].input_mode == "echoes_as_channels"
+
+
+def test_eval_ddp_sim_matches_single_process(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    single, _ = evaluate(_eval_cfg(make_cfg, ckpt, tmp_path / "one", "data.batch_size=3"))
+    ddp, _ = evaluate(
+        _eval_cfg(make_cfg, ckpt, tmp_path / "two", "trainer=ddp_sim", "data.batch_size=3")
+    )
+    for key in ("test/jaccard", "test/jaccard_sd", "test/sensitivity", "test/ppv", "test/npv"):
+        assert ddp[key] == pytest.approx(single[key], abs=1e-6, nan_ok=True), key
+
+
+def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
+    unlabelled = tmp_path / "scans.h5"
+    write_echo_stack(unlabelled, ring_phantom(2, seed=7, labels=False))
+    before = unlabelled.read_bytes()
+    cfg = make_cfg(
+        [
+            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+            f"input={unlabelled}",
+            f"output={tmp_path / 'out'}",
+        ],
+        "predict.yaml",
+        do_shrink=False,
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.extras.print_config = False
+        cfg.trainer.enable_progress_bar = False
+    predict(cfg)
+    out = read_echo_stack(tmp_path / "out" / "predictions.h5")
+    assert out.labels_pred is not None and out.labels_pred.shape == (4, 32, 32)
+    assert set(np.unique(out.labels_pred)) <= {0, 1, 2}
+    assert out.t2star_map_ms is not None
+    assert np.isnan(out.t2star_map_ms[out.labels_pred != 2]).all()
+    csv_lines = (tmp_path / "out" / "t2star.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("subject_id,slice_index,slice_location,region,t2star_ms")
+    assert len(csv_lines) == 1 + 4 * 7
+    np.testing.assert_array_equal(out.images, read_echo_stack(unlabelled).images)
+    assert unlabelled.read_bytes() == before
+
+
+def test_eval_refuses_missing_checkpoint(make_cfg, tmp_path: Path, capsys) -> None:
+    cfg = _eval_cfg(make_cfg, tmp_path / "nope.ckpt", tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        evaluate(cfg)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cmrseg-eval: error: {tmp_path / 'nope.ckpt'}: checkpoint file not found"]
+
+
+def test_eval_refuses_weights_of_another_network(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["cmrseg_config"]["model"]["net"]["features_per_stage"] = [8, 16, 32]
+    bad = tmp_path / "other.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(SystemExit) as exc:
+        evaluate(_eval_cfg(make_cfg, bad, tmp_path))
+    assert exc.value.code == 2
+
+
+def test_predict_cli_refuses_bad_input_with_exit_2(tiny_run: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.h5"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cmrseg.cli.predict import main; main()",
+            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+            f"input={missing}",
+            f"output={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"cmrseg-predict: error: {missing}: file not found"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_transfer_copies_encoder_and_reports_head(tiny_run: Path) -> None:
+    from cmrseg.models import UNet
+
+    source = load_net_state_dict(tiny_run / "checkpoints" / "last.ckpt")
+    net = UNet(
+        in_channels=1,
+        num_classes=2,
+        myocardium_classes=[1],
+        n_stages=3,
+        features_per_stage=[4, 8, 16],
+        n_conv_per_stage=2,
+        n_conv_per_stage_decoder=2,
+        norm="batch",
+        bottleneck_dropout=0.5,
+    )
+    report = copy_matching_weights(net, source, ["encoder.*", "decoder.head.*"])
+    assert all(name.startswith("encoder.") for name in report.copied)
+    assert torch.equal(
+        net.state_dict()["encoder.stages.0.0.weight"], source["encoder.stages.0.0.weight"]
+    )
+    status = {name: s for name, s, _ in report.rows}
+    assert status["decoder.head.weight"] == "shape_mismatch"
+    assert status["decoder.upsample.0.weight"] == "not_selected"
+    assert "copied" in report.table() and "shape_mismatch" in report.table()
+    with pytest.raises(InputError, match="another architecture"):
+        copy_matching_weights(net, source, ["decoder.head.*"])
