@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
+from cmrseg.data.datamodule import EpochSampler
 from cmrseg.data.dataset import EchoStackDataset
 from cmrseg.data.echo_stack import EchoStack, EchoStackInfo, read_echo_stack, write_echo_stack
 
@@ -111,16 +112,16 @@ def main() -> None:
             normalization=train.normalization,
             transform=instantiate(cfg.data.augmentation),
         )
-        memory.reseed(0)
         loaders = {
-            "in-memory, main process": DataLoader(memory, batch_size=args.batch_size, shuffle=True),
+            "in-memory, main process": DataLoader(
+                memory, batch_size=args.batch_size, sampler=EpochSampler(len(memory), 0)
+            ),
             f"in-memory, {args.workers} workers": DataLoader(
                 memory,
                 batch_size=args.batch_size,
-                shuffle=True,
+                sampler=EpochSampler(len(memory), 0),
                 num_workers=args.workers,
                 persistent_workers=args.workers > 0,
-                worker_init_fn=_reseed_worker,
             ),
             f"datamodule (HDF5), {args.workers} workers": datamodule.train_dataloader(),
         }
@@ -142,11 +143,6 @@ def main() -> None:
     names = list(median)
     print(f"ratio datamodule / in-memory main process: {median[names[2]] / median[names[0]]:.2f}")
     print(f"ratio datamodule / in-memory same workers: {median[names[2]] / median[names[1]]:.2f}")
-
-
-def _reseed_worker(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    info.dataset.reseed(info.seed % 2**32)
 
 
 if __name__ == "__main__":

@@ -409,3 +409,17 @@ def test_fast_dev_run_with_trainer(cohort):
     trainer = Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
+
+
+def test_epoch_sampler_depends_on_seed_and_epoch_only():
+    from cmrseg.data.datamodule import EpochSampler
+
+    straight = EpochSampler(20, seed=7)
+    epochs = [list(straight) for _ in range(3)]  # no set_epoch: consecutive epochs
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert sorted(i for i, _ in epochs[1]) == list(range(20))
+    resumed = EpochSampler(20, seed=7)
+    resumed.set_epoch(2)
+    assert list(resumed) == epochs[2]
+    other = EpochSampler(20, seed=8)
+    assert list(other) != epochs[0]

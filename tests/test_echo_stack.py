@@ -73,9 +73,7 @@ def test_round_trip_keeps_every_dataset(good_file: Path) -> None:
 
 
 def test_required_only_round_trip(tmp_path: Path) -> None:
-    stack = make_stack(
-        labels=False, rv_insertion=False, phase_encoding_axis=False, t2star_ms=False
-    )
+    stack = make_stack(labels=False, rv_insertion=False, phase_encoding_axis=False, t2star_ms=False)
     write_echo_stack(tmp_path / "min.h5", stack)
     info = inspect_echo_stack(tmp_path / "min.h5")
     assert info.datasets == {"images", "te_ms", "subject_id", "slice_location", "pixel_spacing_mm"}
@@ -152,19 +150,37 @@ REFUSALS: dict[str, tuple[Mutation, str]] = {
     "missing te": (_delete("te_ms"), "te_ms: required dataset is missing"),
     "missing subject": (_delete("subject_id"), "subject_id: required dataset is missing"),
     "missing location": (_delete("slice_location"), "slice_location: required dataset is missing"),
-    "missing spacing": (_delete("pixel_spacing_mm"), "pixel_spacing_mm: required dataset is missing"),
+    "missing spacing": (
+        _delete("pixel_spacing_mm"),
+        "pixel_spacing_mm: required dataset is missing",
+    ),
     "wrong format": (_set_attr("format", "something.else"), "format: root attribute is"),
     "no format": (lambda f: f.attrs.__delitem__("format"), "format: root attribute is None"),
     "unknown version": (_set_attr("version", 2), "version: unknown version 2"),
     "string version": (_set_attr("version", "1"), "version: root attribute is '1'"),
     "images 3-D": (_replace("images", np.ones((N, E, H), np.float32)), "images: expected 4 dim"),
     "te wrong E": (_replace("te_ms", np.ones((N, E + 1), np.float32)), "te_ms: shape"),
-    "subject wrong N": (_replace("subject_id", np.array(["a"] * 3, object), dtype=STR), "subject_id: shape"),
+    "subject wrong N": (
+        _replace("subject_id", np.array(["a"] * 3, object), dtype=STR),
+        "subject_id: shape",
+    ),
     "labels wrong H": (_replace("labels", np.zeros((N, H + 1, W), np.uint8)), "labels: shape"),
-    "truth wrong W": (_replace("t2star_ms", np.ones((N, H, W - 1), np.float32)), "t2star_ms: shape"),
-    "spacing wrong": (_replace("pixel_spacing_mm", np.ones((N, 3), np.float32)), "pixel_spacing_mm: shape"),
-    "nan image": (_poke("images", (3, 4, 5, 6), np.nan), "images: non-finite values (first at slice 3)"),
-    "inf image": (_poke("images", (0, 0, 0, 0), np.inf), "images: non-finite values (first at slice 0)"),
+    "truth wrong W": (
+        _replace("t2star_ms", np.ones((N, H, W - 1), np.float32)),
+        "t2star_ms: shape",
+    ),
+    "spacing wrong": (
+        _replace("pixel_spacing_mm", np.ones((N, 3), np.float32)),
+        "pixel_spacing_mm: shape",
+    ),
+    "nan image": (
+        _poke("images", (3, 4, 5, 6), np.nan),
+        "images: non-finite values (first at slice 3)",
+    ),
+    "inf image": (
+        _poke("images", (0, 0, 0, 0), np.inf),
+        "images: non-finite values (first at slice 0)",
+    ),
     "negative image": (_poke("images", (1, 1, 1, 1), -1.0), "images: negative values"),
     "te not increasing": (_poke("te_ms", (2, 3), 1.0), "te_ms: echo times not strictly increasing"),
     "te repeated": (

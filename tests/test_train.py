@@ -86,11 +86,6 @@ def _final_state(objects) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in objects["model"].state_dict().items()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EchoStackDataModule reseeds its train shuffle and augmentation when a loader is "
-    "made, so a resumed run replays epoch 1's order; needs per-epoch seeding (sampler.set_epoch)",
-)
 def test_resume_from_last_matches_uninterrupted(make_cfg, tmp_path: Path) -> None:
     overrides = ["data/augmentation=paper"]
     cfg = make_cfg(overrides)

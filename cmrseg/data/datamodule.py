@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader, Sampler, get_worker_info
 
 from cmrseg.data.dataset import (
     INPUT_MODES,
@@ -41,7 +41,7 @@ from cmrseg.data.splits import (
 from cmrseg.data.transforms import NORMALIZATIONS, Normalization
 from cmrseg.utils.errors import InputError
 
-__all__ = ["EchoStackDataModule"]
+__all__ = ["EchoStackDataModule", "EpochSampler"]
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,44 @@ LoaderSplit = Literal["train", "val", "test", "predict"]
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Seed numpy, random and the dataset's augmentation from the worker's torch seed."""
+    """Seed the global numpy and Python generators of a worker from its torch seed."""
     info = get_worker_info()
     seed = (info.seed if info is not None else torch.initial_seed()) % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    if info is not None and hasattr(info.dataset, "reseed"):
-        info.dataset.reseed(seed)
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Shuffle per epoch and give every sample of the epoch its own augmentation seed.
+
+    Order and seeds are a function of ``(seed, epoch)`` alone, never of worker processes or
+    of earlier epochs, so a run resumed from a checkpoint replays exactly the epochs it has
+    not seen yet. Lightning calls :meth:`set_epoch` before every training epoch; without
+    such calls (e.g. inside DDP's sampler wrapper) each iteration takes the next epoch.
+
+    Args:
+        num_samples: Length of the dataset.
+        seed: Base seed.
+    """
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` for the next iteration."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(self.num_samples)
+        seeds = rng.integers(0, 2**31, self.num_samples)
+        return iter(zip(order.tolist(), seeds.tolist(), strict=True))
 
 
 class EchoStackDataModule(LightningDataModule):
@@ -335,18 +366,16 @@ class EchoStackDataModule(LightningDataModule):
     def _dataloader_factory(self, split: LoaderSplit) -> DataLoader[dict[str, torch.Tensor]]:
         dataset = self.dataset(split)
         train = split == "train"
-        generator = None
-        if train:
-            seed = self.seed if self.seed is not None else torch.initial_seed()
-            generator = torch.Generator().manual_seed(seed)
-            if self.num_workers == 0:
-                dataset.reseed(int(torch.randint(2**31, (1,), generator=generator)))
+        seed = self.seed if self.seed is not None else torch.initial_seed() % 2**63
+        sampler = EpochSampler(len(dataset), seed) if train else None
         workers = self.num_workers > 0
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
-            generator=generator,
+            sampler=sampler,
+            # worker seeds come from this generator, not the global one, so creating a loader
+            # (e.g. after a resume) leaves the model's random stream (dropout, crops) alone
+            generator=torch.Generator().manual_seed(seed),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=workers,

@@ -206,12 +206,13 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
         per_slice = len(self.echoes) if self.input_mode == "echoes_as_samples" else 1
         return len(self.slice_indices) * per_slice
 
-    def reseed(self, seed: int) -> None:
-        """Reseed the augmentation's random stream (called in each loader worker)."""
-        if self.transform is not None:
-            _seed_transform(self.transform, seed)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Return sample ``key``, or ``(index, augmentation_seed)`` as ``EpochSampler`` yields.
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        With a seed the augmentation of this sample depends on that seed alone, not on the
+        worker process that draws it or on the samples drawn before.
+        """
+        index, augmentation_seed = key if isinstance(key, tuple) else (key, None)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         info = self.source.info
@@ -235,6 +236,8 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
                 slice_location=info.slice_location[slice_index],
             )
         if self.transform is not None:
+            if augmentation_seed is not None:
+                _seed_transform(self.transform, augmentation_seed)
             image, mask = augment(self.transform, image, mask)
         image = normalize(image, self.normalization)
         item = {
