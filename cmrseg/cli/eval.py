@@ -24,7 +24,11 @@ from cmrseg.utils.checkpoint import load_module_from_checkpoint, slice_wise_data
 from cmrseg.utils.config import CONF_DIR
 from cmrseg.utils.errors import InputError
 from cmrseg.utils.extras import extras, task_wrapper
-from cmrseg.utils.instantiate import instantiate_datamodule, instantiate_loggers
+from cmrseg.utils.instantiate import (
+    instantiate_callbacks,
+    instantiate_datamodule,
+    instantiate_loggers,
+)
 from cmrseg.utils.results import format_table1, table1_rows, write_table1
 
 __all__ = ["evaluate", "main"]
@@ -55,7 +59,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     data_cfg = slice_wise_data_config(_data_config(stored_data, cfg.get("data")), model.in_channels)
     datamodule: LightningDataModule = instantiate_datamodule(data_cfg)
     trainer: Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=instantiate_loggers(cfg.get("logger")), callbacks=[]
+        cfg.trainer,
+        logger=instantiate_loggers(cfg.get("logger")),
+        callbacks=instantiate_callbacks(cfg.get("callbacks")),
     )
     if cfg.split not in ("test", "val"):
         raise InputError(f"split: {cfg.split!r} is not 'test' or 'val'")
