@@ -311,7 +311,6 @@ def test_train_with_t2star_callback_config(make_cfg) -> None:
 
     cfg = make_cfg(
         [
-            "callbacks=[default,t2star]",
             "callbacks.t2star.every_n_epochs=1",
             "callbacks.t2star.config.region.wall=full",
             "callbacks.t2star.config.region.min_pixels=3",

@@ -112,6 +112,29 @@ def test_noisy_slice_with_estimated_noise_recovers_truth() -> None:
     assert np.nanmedian(pixel_map.t2star_ms) == pytest.approx(30.0, rel=0.05)
 
 
+def _noisy_region(t2star_ms: float, snr: float, n_pixels: int, seed: int) -> np.ndarray:
+    """RSS magnitude ``[8, 1, n_pixels]`` of a uniform region (S0 = 1, 4 coils, sigma 1/snr)."""
+    rng = np.random.default_rng(seed)
+    coil = np.exp(-TE_MS / t2star_ms)[:, None, None] / 2.0  # 4 equal coils, RSS amplitude 1
+    noise = rng.normal(size=(2, 4, 8, 1, n_pixels)) / snr
+    return np.sqrt(((coil + noise[0]) ** 2 + noise[1] ** 2).sum(axis=0))
+
+
+def test_median_of_pixel_fits_fails_honestly_below_the_first_echo() -> None:
+    config = load_t2star_config()
+    assert config.region.estimator == "median_pixel"
+    mask = np.ones((1, 60), bool)
+    measurable = quantify_region(_noisy_region(8.0, 40.0, 60, 0), TE_MS, mask, config, sigma=0.025)
+    assert measurable.status is Status.OK
+    assert measurable.t2star_ms == pytest.approx(8.0, rel=0.1)
+    # T2* 1.2 ms at SNR 20: the first echo (2.97 ms) keeps 8% of S0, 1.7 sigma, below the noise
+    # floor of 4 coils (2.7 sigma); no pixel fit is trustworthy, so no value rather than a guess
+    too_short = quantify_region(_noisy_region(1.2, 20.0, 60, 1), TE_MS, mask, config, sigma=0.05)
+    assert too_short.status is Status.FIT_FAILED
+    assert np.isnan(too_short.t2star_ms) and too_short.grade == ""
+    assert too_short.n_pixels == 60
+
+
 def test_empty_and_tiny_masks_carry_statuses() -> None:
     images, labels, rv = lv_slice()
     config = _config()
