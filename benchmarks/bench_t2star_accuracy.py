@@ -35,6 +35,7 @@ from cmrseg.synth import load_cohort, load_synth_config, synthesize_subject
 from cmrseg.t2star import (
     REGIONS,
     T2StarConfig,
+    core_erosion_px,
     grade_t2star,
     load_t2star_config,
     quantify_region,
@@ -68,6 +69,10 @@ def _subject_records(preset: str, seed: int, index: int) -> list[tuple[float, ..
     slices = synthesize_subject(cfg, plan, workers=1)
     te_ms = cfg.echoes.te_ms.astype(float)
     base = load_t2star_config()
+    spacing_mm = cfg.grid.pixel_spacing_mm
+    erosion_px = core_erosion_px(
+        base.region.core_erosion_mm, (spacing_mm, spacing_mm), PHASE_ENCODING_AXIS
+    )
     rows = quantify_stack(
         [s.images for s in slices],
         np.repeat(te_ms[None], len(slices), axis=0),
@@ -77,6 +82,7 @@ def _subject_records(preset: str, seed: int, index: int) -> list[tuple[float, ..
         config=base,
         rv_insertion=np.stack([s.rv_insertion for s in slices]),
         phase_encoding_axis=np.full(len(slices), PHASE_ENCODING_AXIS),
+        pixel_spacing_mm=np.full((len(slices), 2), spacing_mm),
         progress=False,
     )
     default = [r for r in rows if r["region"] == REGIONS[0]]
@@ -90,7 +96,7 @@ def _subject_records(preset: str, seed: int, index: int) -> list[tuple[float, ..
     records = []
     for s, row, n_sectors_ok in zip(slices, default, sectors_ok, strict=True):
         myocardium = s.labels == 2
-        core = wall_core_mask(s.labels, base.region.core_erosion_px, PHASE_ENCODING_AXIS)
+        core = wall_core_mask(s.labels, erosion_px, PHASE_ENCODING_AXIS)
         septum = septal_roi_mask(s.labels, tuple(s.rv_insertion), base.region.septal_width_deg)
         _, sigma = slice_noise_sigma(s.images, mean_nc)
         runs = (

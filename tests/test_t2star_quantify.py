@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from cmrseg.cli.t2star import main
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
@@ -16,11 +17,13 @@ from cmrseg.t2star import (
     REGIONS,
     RegionOptions,
     Status,
+    T2StarConfig,
     grade_t2star,
     load_t2star_config,
     myocardial_iron_mg_per_g,
     quantify_region,
     quantify_slice,
+    quantify_stack,
     t2star_map,
 )
 from cmrseg.utils.errors import InputError
@@ -29,6 +32,7 @@ TE_MS = np.linspace(2.97, 21.68, 8)
 SIZE = 96
 CENTER = 48.0
 RV_ANGLE = 120.0
+PHANTOM_MM = (1.40625, 1.40625)  # display pixels of the phantom (conf/synth/defaults.yaml)
 
 
 def _config(**region_changes: object):
@@ -89,7 +93,9 @@ def test_a_lit_sector_is_found_in_the_right_row(lit_sector: int) -> None:
 def test_shipped_default_recovers_a_lit_sector() -> None:
     images, labels, rv = lv_slice(5, sigma=6.0, seed=2)
     config = load_t2star_config()
-    results = quantify_slice(images, TE_MS, labels, rv, config=config, phase_encoding_axis=0)
+    results = quantify_slice(
+        images, TE_MS, labels, rv, config=config, phase_encoding_axis=0, pixel_spacing_mm=PHANTOM_MM
+    )
     assert all(r.status is Status.OK for r in results)
     assert results[5].t2star_ms == pytest.approx(5.0, rel=0.05)
     assert results[1].t2star_ms == pytest.approx(30.0, rel=0.05)
@@ -175,12 +181,66 @@ def test_wall_core_reduces_blood_partial_volume() -> None:
     kernel = np.array([0.25, 0.5, 0.25])
     blurred = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), 1, images)
     full = quantify_slice(blurred, TE_MS, labels, rv, config=_config(), sigma=0.0)[0]
-    core_config = _config(wall="core", core_erosion_px=1)
+    core_config = _config(wall="core", core_erosion_mm=1.4)  # 1 px at 1.4 mm
     core = quantify_slice(
-        blurred, TE_MS, labels, rv, config=core_config, phase_encoding_axis=0, sigma=0.0
+        blurred,
+        TE_MS,
+        labels,
+        rv,
+        config=core_config,
+        phase_encoding_axis=0,
+        pixel_spacing_mm=(1.4, 1.4),
+        sigma=0.0,
     )[0]
     assert abs(core.t2star_ms - 30.0) < abs(full.t2star_ms - 30.0)
     assert core.n_pixels < full.n_pixels
+    with pytest.raises(ValueError, match="pixel_spacing_mm is needed"):
+        quantify_slice(blurred, TE_MS, labels, rv, config=core_config, phase_encoding_axis=0)
+    with pytest.raises(InputError, match="pixel_spacing_mm"):
+        quantify_slice(blurred, TE_MS, labels, rv, config=core_config, pixel_spacing_mm=(1.4, 0.0))
+    no_erosion = _config(wall="core", core_erosion_mm=0.0)
+    assert quantify_slice(blurred, TE_MS, labels, rv, config=no_erosion, sigma=0.0)[0] == full
+
+
+def test_wall_core_is_a_physical_distance_across_pixel_spacings() -> None:
+    """A 2x finer pixel grid of the same slice gives the same wall core and global T2*."""
+    images, labels, rv = lv_slice(sigma=3.0, seed=1)
+    # partial volume with blood along the phase-encoding axis (rows)
+    blurred = ndimage.gaussian_filter1d(images, 1.5, axis=1)
+    fine_images = ndimage.zoom(blurred, (1, 2, 2), order=1)
+    fine_labels = labels.repeat(2, axis=0).repeat(2, axis=1)
+    fine_rv = (2 * rv[0] + 0.5, 2 * rv[1] + 0.5)
+    config = load_t2star_config()
+    rows = quantify_stack(
+        [blurred, fine_images],
+        np.tile(TE_MS, (2, 1)),
+        [labels, fine_labels],
+        ["S0001", "S0001"],
+        ["mid", "mid"],
+        config=config,
+        rv_insertion=np.array([rv, fine_rv]),
+        phase_encoding_axis=np.array([0, 0]),
+        pixel_spacing_mm=np.array([[1.4, 1.4], [0.7, 0.7]]),
+        progress=False,
+    )
+    coarse, fine = (r for r in rows if r["region"] == "global")
+    assert coarse["status"] == fine["status"] == "ok"
+    assert float(fine["t2star_ms"]) == pytest.approx(float(coarse["t2star_ms"]), rel=0.02)
+    assert float(coarse["t2star_ms"]) == pytest.approx(30.0, rel=0.02)
+    # 3 mm is 2 px at 1.4 mm and 4 px at 0.7 mm: the same tissue, 4x the pixels (a fixed
+    # 2 px erosion would keep 4.8x)
+    assert int(fine["n_pixels"]) == pytest.approx(4 * int(coarse["n_pixels"]), rel=0.02)
+
+
+def test_legacy_pixel_erosion_key_is_refused_with_its_replacement() -> None:
+    config = load_t2star_config()
+    values = dataclasses.asdict(config)
+    values["region"]["core_erosion_px"] = values["region"].pop("core_erosion_mm")
+    with pytest.raises(ValueError, match="core_erosion_mm"):
+        T2StarConfig.from_dict(values)
+    with pytest.raises(ValueError, match="core_erosion_mm"):
+        RegionOptions(**{**vars(config.region), "core_erosion_mm": -1.0})
+    assert config.region.core_erosion_mm == 3.0
 
 
 def test_bad_slices_are_refused() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from cmrseg.t2star import (
     aha_segment_map,
+    core_erosion_px,
     estimate_rv_insertion,
     lv_centroid,
     sector_map,
@@ -122,6 +123,32 @@ def test_wall_core_erodes_along_the_phase_encoding_axis() -> None:
     assert np.array_equal(wall_core_mask(labels, 0, 0), labels == 2)
     with pytest.raises(ValueError, match="phase_encoding_axis"):
         wall_core_mask(labels, 1, phase_encoding_axis=2)
+
+
+@pytest.mark.parametrize(
+    ("spacing_mm", "expected_px"), [(0.7, 4), (1.4, 2), (1.40625, 2), (2.8, 1), (1.2, 3)]
+)
+def test_core_erosion_of_3_mm_in_pixels(spacing_mm: float, expected_px: int) -> None:
+    # 3 / 1.2 = 2.5 rounds half up
+    for axis in (0, 1, -1):
+        assert core_erosion_px(3.0, (spacing_mm, spacing_mm), axis) == expected_px
+
+
+def test_core_erosion_uses_the_spacing_along_the_phase_encoding_axis() -> None:
+    spacing_mm = (0.7, 2.8)  # (row, column)
+    assert core_erosion_px(3.0, spacing_mm, 0) == 4
+    assert core_erosion_px(3.0, np.array(spacing_mm, np.float32), np.int8(1)) == 1
+    assert core_erosion_px(3.0, spacing_mm, -1) == 2  # mean 1.75 mm: 1.71 px
+    assert core_erosion_px(0.1, spacing_mm, 1) == 1  # at least 1 px above 0 mm
+    assert core_erosion_px(0.0, spacing_mm, 0) == 0
+    with pytest.raises(ValueError, match="phase_encoding_axis"):
+        core_erosion_px(3.0, spacing_mm, 2)
+    with pytest.raises(ValueError, match="pixel_spacing_mm"):
+        core_erosion_px(3.0, (1.4, np.nan), 0)
+    with pytest.raises(ValueError, match="pixel_spacing_mm"):
+        core_erosion_px(3.0, (1.4,), 0)
+    with pytest.raises(ValueError, match="erosion_mm"):
+        core_erosion_px(-1.0, spacing_mm, 0)
 
 
 def test_rv_insertion_estimate_from_standard_orientation() -> None:

@@ -358,6 +358,7 @@ class T2StarCallback(Callback):
                     point,
                     config=config,
                     phase_encoding_axis=axis,
+                    pixel_spacing_mm=info.pixel_spacing_mm[i],
                     sigma=sigma,
                 )
                 for name, labels in (("pred", pred[i]), ("ref", ref))

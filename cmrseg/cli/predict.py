@@ -100,6 +100,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         config=t2star_cfg,
         rv_insertion=stack.rv_insertion,
         phase_encoding_axis=stack.phase_encoding_axis,
+        pixel_spacing_mm=stack.pixel_spacing_mm,
         progress=False,
     )
     out_path, csv_path = output_dir / PREDICTIONS_FILE, output_dir / T2STAR_FILE

@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             config=config,
             rv_insertion=info.rv_insertion,
             phase_encoding_axis=info.phase_encoding_axis,
+            pixel_spacing_mm=info.pixel_spacing_mm,
             progress=not args.no_progress,
         )
     finally:

@@ -32,6 +32,7 @@ from cmrseg.t2star.quantify import (
 )
 from cmrseg.t2star.regions import (
     aha_segment_map,
+    core_erosion_px,
     estimate_rv_insertion,
     lv_centroid,
     sector_map,
@@ -62,6 +63,7 @@ __all__ = [
     "Status",
     "T2StarConfig",
     "aha_segment_map",
+    "core_erosion_px",
     "estimate_noise_sigma",
     "estimate_rv_insertion",
     "fit_curve_lmfit",

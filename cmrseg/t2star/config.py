@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -28,7 +29,8 @@ class RegionOptions:
             or ``median_pixel`` (median of the pixel-wise fits in the region).
         wall: ``full`` (the whole myocardium of the region) or ``core`` (eroded away from its
             borders along the phase-encoding axis, see :func:`~cmrseg.t2star.wall_core_mask`).
-        core_erosion_px: Erosion of ``core`` in pixels.
+        core_erosion_mm: Erosion of ``core`` in mm from each border, converted per slice to
+            pixels along the phase-encoding axis (:func:`~cmrseg.t2star.core_erosion_px`).
         min_pixels: Regions with fewer pixels are ``too_few_pixels``.
         rv_insertion_fallback: When ``rv_insertion`` is NaN: ``standard_orientation`` estimates
             it (:func:`~cmrseg.t2star.estimate_rv_insertion`, logged), ``none`` reports
@@ -39,7 +41,7 @@ class RegionOptions:
 
     estimator: Estimator
     wall: WallRoi
-    core_erosion_px: int
+    core_erosion_mm: float
     min_pixels: int
     rv_insertion_fallback: Literal["standard_orientation", "none"]
     standard_rv_angle_deg: float
@@ -55,8 +57,12 @@ class RegionOptions:
             if getattr(self, name) not in allowed:
                 value = getattr(self, name)
                 raise ValueError(f"region.{name} must be one of {allowed}, got {value!r}")
-        if self.min_pixels < 1 or self.core_erosion_px < 0:
-            raise ValueError("region.min_pixels must be >= 1 and region.core_erosion_px >= 0")
+        if self.min_pixels < 1:
+            raise ValueError(f"region.min_pixels must be >= 1, got {self.min_pixels}")
+        if not (math.isfinite(self.core_erosion_mm) and self.core_erosion_mm >= 0):
+            raise ValueError(
+                f"region.core_erosion_mm must be finite and >= 0, got {self.core_erosion_mm}"
+            )
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,17 @@ class T2StarConfig:
             )
         fit = dict(values["fit"])
         fit["t2star_bounds_ms"] = tuple(fit["t2star_bounds_ms"])
+        region = dict(values["region"])
+        if "core_erosion_px" in region:
+            raise ValueError(
+                "region.core_erosion_px was replaced by region.core_erosion_mm "
+                "(a distance in mm: 3.0 is 2 px at 1.4 mm pixels)"
+            )
         sigma = values["noise_sigma"]
         return cls(
             fit=FitOptions(**fit),
             noise_sigma=None if sigma is None else float(sigma),
-            region=RegionOptions(**dict(values["region"])),
+            region=RegionOptions(**region),
         )
 
 

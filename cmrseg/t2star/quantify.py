@@ -14,6 +14,7 @@ from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
 from cmrseg.t2star.regions import (
     MYOCARDIUM,
+    core_erosion_px,
     estimate_rv_insertion,
     sector_map,
     wall_core_mask,
@@ -205,6 +206,7 @@ def quantify_slice(
     *,
     config: T2StarConfig,
     phase_encoding_axis: int = -1,
+    pixel_spacing_mm: np.ndarray | tuple[float, float] | None = None,
     sigma: float | None = None,
 ) -> list[RegionResult]:
     """T2* of the global myocardium and of its six sectors in one slice.
@@ -217,21 +219,31 @@ def quantify_slice(
             unknown (then ``config.region.rv_insertion_fallback`` decides).
         config: T2* settings.
         phase_encoding_axis: 0 (rows), 1 (columns) or -1 (unknown); shapes the wall core.
+        pixel_spacing_mm: ``[2]`` (row, column) spacing in mm; converts
+            ``region.core_erosion_mm`` to pixels (:func:`~cmrseg.t2star.core_erosion_px`).
+            Needed when ``region.wall`` is ``core`` with an erosion above 0 mm.
         sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
 
     Returns:
         Seven :class:`RegionResult`, in the order of :data:`REGIONS`.
 
     Raises:
-        InputError: Shapes that do not match, TE not increasing, negative or non-finite signal.
+        InputError: Shapes that do not match, TE not increasing, negative or non-finite signal,
+            a pixel spacing that is not two finite values > 0.
+        ValueError: ``pixel_spacing_mm`` missing where the wall core needs it.
     """
     images, te_ms, labels = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(labels)
     _check_slice(images, te_ms, labels)
+    erosion_px = 0
+    if config.region.wall == "core":
+        erosion_px = _slice_erosion_px(
+            config.region.core_erosion_mm, pixel_spacing_mm, phase_encoding_axis
+        )
     wall = labels == MYOCARDIUM
     if not wall.any():
         return [RegionResult.without_value(name, 0, Status.EMPTY_MASK) for name in REGIONS]
     if config.region.wall == "core":
-        wall = wall_core_mask(labels, config.region.core_erosion_px, phase_encoding_axis)
+        wall = wall_core_mask(labels, erosion_px, phase_encoding_axis)
     options, sigma = slice_noise_sigma(images, config, sigma)
     config = dataclasses.replace(config, fit=options)
     results = [quantify_region(images, te_ms, wall, config, sigma=sigma, region="global")]
@@ -247,6 +259,24 @@ def quantify_slice(
             quantify_region(images, te_ms, wall & (sectors == k), config, sigma=sigma, region=name)
         )
     return results
+
+
+def _slice_erosion_px(
+    erosion_mm: float,
+    pixel_spacing_mm: np.ndarray | tuple[float, float] | None,
+    phase_encoding_axis: int,
+) -> int:
+    """``region.core_erosion_mm`` in pixels of this slice."""
+    if erosion_mm == 0:
+        return 0
+    if pixel_spacing_mm is None:
+        raise ValueError(
+            "pixel_spacing_mm is needed for region.wall=core with region.core_erosion_mm > 0"
+        )
+    try:
+        return core_erosion_px(erosion_mm, pixel_spacing_mm, phase_encoding_axis)
+    except ValueError as err:
+        raise InputError(str(err)) from err
 
 
 def _reference_point(

@@ -12,6 +12,8 @@ so sector 1 is anterior, 2 anteroseptal, 3 inferoseptal, 4 inferior, 5 inferolat
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import disk
@@ -20,6 +22,7 @@ __all__ = [
     "BLOOD_POOL",
     "MYOCARDIUM",
     "aha_segment_map",
+    "core_erosion_px",
     "displayed_angle_deg",
     "estimate_rv_insertion",
     "lv_centroid",
@@ -178,11 +181,48 @@ def septal_roi_mask(
     return (labels == MYOCARDIUM) & (np.abs(offset) <= width_deg / 2.0)
 
 
+def core_erosion_px(
+    erosion_mm: float, pixel_spacing_mm: np.ndarray | tuple[float, float], phase_encoding_axis: int
+) -> int:
+    """Wall-core erosion in pixels of one slice from a physical distance.
+
+    The distance is divided by the pixel spacing along the phase-encoding axis (row spacing
+    for axis 0, column spacing for axis 1, their mean when unknown: -1) and rounded half up;
+    any erosion above 0 mm removes at least 1 pixel. E.g. 3 mm gives 4 px at 0.7 mm, 2 px at
+    1.4 mm and 1 px at 2.8 mm.
+
+    Args:
+        erosion_mm: Distance removed from each border in mm (>= 0).
+        pixel_spacing_mm: ``[2]`` (row, column) spacing of the slice in mm.
+        phase_encoding_axis: 0 (rows), 1 (columns) or -1 (unknown).
+
+    Returns:
+        Pixels for :func:`wall_core_mask`.
+
+    Raises:
+        ValueError: Negative or non-finite distance, spacing not two finite values > 0, or
+            an axis other than 0, 1, -1.
+    """
+    if not (math.isfinite(erosion_mm) and erosion_mm >= 0):
+        raise ValueError(f"erosion_mm must be finite and >= 0, got {erosion_mm}")
+    spacing = np.asarray(pixel_spacing_mm, dtype=float)
+    if spacing.shape != (2,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise ValueError(f"pixel_spacing_mm must be two finite values > 0, got {spacing.tolist()}")
+    if phase_encoding_axis not in (0, 1, -1):
+        raise ValueError(f"phase_encoding_axis must be 0, 1 or -1, got {phase_encoding_axis}")
+    if erosion_mm == 0:
+        return 0
+    step_mm = spacing.mean() if phase_encoding_axis == -1 else spacing[phase_encoding_axis]
+    # half up (not Python's half-to-even); the tolerance keeps e.g. 3.0 / 1.2 at 2.5 -> 3
+    return max(1, math.floor(erosion_mm / step_mm + 0.5 + 1e-9))
+
+
 def wall_core_mask(
     labels: np.ndarray, erosion_px: int, phase_encoding_axis: int = -1
 ) -> np.ndarray:
     """Myocardium eroded away from its borders, where partial volume with blood is worst.
 
+    The erosion is in pixels; :func:`core_erosion_px` converts a distance in mm per slice.
     Blurring is worst along the phase-encoding axis, so with a known axis the erosion is a
     line of ``2 * erosion_px + 1`` pixels along it only (walls crossing that axis lose
     ``erosion_px`` pixels on each side; walls along it keep their full thickness). With an

@@ -78,6 +78,7 @@ def quantify_stack(
     config: T2StarConfig,
     rv_insertion: np.ndarray | None = None,
     phase_encoding_axis: np.ndarray | None = None,
+    pixel_spacing_mm: np.ndarray | None = None,
     progress: bool = True,
 ) -> list[dict[str, str]]:
     """Quantify every slice of an echo stack into CSV rows (global + 6 sectors per slice).
@@ -91,6 +92,8 @@ def quantify_stack(
         config: T2* settings.
         rv_insertion: ``[N, 2]`` (row, col), NaN where unknown; ``None`` when absent.
         phase_encoding_axis: ``[N]`` 0, 1 or -1; ``None`` when absent.
+        pixel_spacing_mm: ``[N, 2]`` (row, column) spacing in mm; sizes the wall core (needed
+            when ``region.wall`` is ``core``, see :func:`~cmrseg.t2star.quantify_slice`).
         progress: Show a progress bar over slices.
 
     Returns:
@@ -101,7 +104,13 @@ def quantify_stack(
         point = None if rv_insertion is None else rv_insertion[i]
         axis = -1 if phase_encoding_axis is None else int(phase_encoding_axis[i])
         results = quantify_slice(
-            images[i], te_ms[i], labels[i], point, config=config, phase_encoding_axis=axis
+            images[i],
+            te_ms[i],
+            labels[i],
+            point,
+            config=config,
+            phase_encoding_axis=axis,
+            pixel_spacing_mm=None if pixel_spacing_mm is None else pixel_spacing_mm[i],
         )
         rows += slice_rows(subject_id[i], i, slice_location[i], results)
     return rows
