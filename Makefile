@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# synthesize the default cohort, train the U-Net, evaluate it, predict new patients: outputs/demo/
 demo: install
-	$(VENV)/bin/cmrseg-synth outputs/data/cohort.h5 --seed 0
-	$(VENV)/bin/cmrseg-info outputs/data/cohort.h5
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash experiments/demo.sh outputs/demo
 
 test: install
 	$(PY) -m pytest -m "not slow" -q

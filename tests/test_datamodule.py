@@ -133,7 +133,7 @@ def test_echoes_as_samples_items(cohort):
     assert dm.in_channels == 1
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (5, 1, HEIGHT, WIDTH) and batch["image"].dtype == torch.float32
-    assert batch["mask"].shape == (5, HEIGHT, WIDTH) and batch["mask"].dtype == torch.int64
+    assert batch["mask"].shape == (5, HEIGHT, WIDTH) and batch["mask"].dtype == torch.uint8
     assert set(batch["echo_index"].tolist()) <= {0, 2}
     np.testing.assert_array_equal(
         batch["sample_id"], batch["slice_index"] * N_ECHOES + batch["echo_index"]

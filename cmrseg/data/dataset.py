@@ -3,7 +3,7 @@
 Each item is a dict for the default collate function::
 
     image             float32 [C, H, W]  normalized signal (C = 1 for echoes_as_samples)
-    mask              int64   [H, W]     target classes (only when the dataset has labels)
+    mask              uint8   [H, W]     target classes (only when the dataset has labels)
     sample_id         int64   []         slice_index * E + echo_index, or slice_index
     slice_index       int64   []         0-based slice in the file
     echo_index        int64   []         0-based echo, -1 for echoes_as_channels
@@ -248,7 +248,7 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
             "pixel_spacing_mm": torch.from_numpy(info.pixel_spacing_mm[slice_index].copy()),
         }
         if mask is not None:
-            item["mask"] = torch.from_numpy(mask.astype(np.int64))
+            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))
         return item
 
 
