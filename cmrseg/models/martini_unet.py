@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cmrseg.models.unet import _EncoderDecoderNet
+from cmrseg.models.unet import UNet
 from cmrseg.models.unet_blocks import NormName
 
 __all__ = ["MartiniUNet"]
 
 
-class MartiniUNet(_EncoderDecoderNet):
+class MartiniUNet(UNet):
     """U-Net from all echoes to background + AHA myocardial segments (Martini et al. 2022).
 
     Args:

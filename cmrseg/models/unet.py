@@ -17,8 +17,33 @@ from cmrseg.models.unet_blocks import NormName, UNetDecoder, UNetEncoder, initia
 __all__ = ["UNet"]
 
 
-class _EncoderDecoderNet(nn.Module):
-    """Encoder + decoder with input checks; the body shared by :class:`UNet` and ``MartiniUNet``."""
+class UNet(nn.Module):
+    """The paper's U-Net: image channels in, per-class logits out.
+
+    With ``num_classes=3`` the classes follow the echo-stack label coding (0 background,
+    1 LV blood pool, 2 LV myocardium) and ``myocardium_classes=[2]``.
+
+    Args:
+        in_channels: Input channels ``C`` (echoes fed to the network).
+        num_classes: Output classes, background included.
+        myocardium_classes: Output classes that are myocardium (used by ``logits_to_labels``).
+        n_stages: Resolution levels, the bottleneck included; ``H`` and ``W`` must be multiples
+            of ``2**(n_stages - 1)``.
+        features_per_stage: Channels per encoder stage (int: the same for all), e.g.
+            ``[32, 64, 128, 256, 512, 512]``.
+        n_conv_per_stage: Conv blocks per encoder stage (2 in the paper).
+        n_conv_per_stage_decoder: Conv blocks per decoder stage (``n_stages - 1`` of them).
+        norm: ``"batch"`` (paper) or ``"instance"``.
+        bottleneck_dropout: Dropout probability at the bottleneck (0.5 in the paper).
+
+    Example:
+        >>> net = UNet(in_channels=1, num_classes=3, myocardium_classes=[2], n_stages=3,
+        ...            features_per_stage=[8, 16, 32], n_conv_per_stage=2,
+        ...            n_conv_per_stage_decoder=2, norm="batch", bottleneck_dropout=0.5)
+        >>> _ = net.apply(net.initialize)
+        >>> net(torch.zeros(2, 1, 32, 48)).shape
+        torch.Size([2, 3, 32, 48])
+    """
 
     def __init__(
         self,
@@ -92,57 +117,3 @@ class _EncoderDecoderNet(nn.Module):
     def initialize(module: nn.Module) -> None:
         """He init for this network; the caller applies it: ``net.apply(net.initialize)``."""
         initialize_he(module)
-
-
-class UNet(_EncoderDecoderNet):
-    """The paper's U-Net: image channels in, per-class logits out.
-
-    With ``num_classes=3`` the classes follow the echo-stack label coding (0 background,
-    1 LV blood pool, 2 LV myocardium) and ``myocardium_classes=[2]``.
-
-    Args:
-        in_channels: Input channels ``C`` (echoes fed to the network).
-        num_classes: Output classes, background included.
-        myocardium_classes: Output classes that are myocardium (used by ``logits_to_labels``).
-        n_stages: Resolution levels, the bottleneck included; ``H`` and ``W`` must be multiples
-            of ``2**(n_stages - 1)``.
-        features_per_stage: Channels per encoder stage (int: the same for all), e.g.
-            ``[32, 64, 128, 256, 512, 512]``.
-        n_conv_per_stage: Conv blocks per encoder stage (2 in the paper).
-        n_conv_per_stage_decoder: Conv blocks per decoder stage (``n_stages - 1`` of them).
-        norm: ``"batch"`` (paper) or ``"instance"``.
-        bottleneck_dropout: Dropout probability at the bottleneck (0.5 in the paper).
-
-    Example:
-        >>> net = UNet(in_channels=1, num_classes=3, myocardium_classes=[2], n_stages=3,
-        ...            features_per_stage=[8, 16, 32], n_conv_per_stage=2,
-        ...            n_conv_per_stage_decoder=2, norm="batch", bottleneck_dropout=0.5)
-        >>> _ = net.apply(net.initialize)
-        >>> net(torch.zeros(2, 1, 32, 48)).shape
-        torch.Size([2, 3, 32, 48])
-    """
-
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        num_classes: int,
-        myocardium_classes: Sequence[int],
-        n_stages: int,
-        features_per_stage: int | Sequence[int],
-        n_conv_per_stage: int | Sequence[int],
-        n_conv_per_stage_decoder: int | Sequence[int],
-        norm: NormName,
-        bottleneck_dropout: float,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            num_classes=num_classes,
-            myocardium_classes=myocardium_classes,
-            n_stages=n_stages,
-            features_per_stage=features_per_stage,
-            n_conv_per_stage=n_conv_per_stage,
-            n_conv_per_stage_decoder=n_conv_per_stage_decoder,
-            norm=norm,
-            bottleneck_dropout=bottleneck_dropout,
-        )
