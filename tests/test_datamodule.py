@@ -390,7 +390,7 @@ class _Tiny(LightningModule):
         self.net = torch.nn.Conv2d(in_channels, num_classes, 1)
 
     def training_step(self, batch, batch_idx):
-        return torch.nn.functional.cross_entropy(self.net(batch["image"]), batch["mask"])
+        return torch.nn.functional.cross_entropy(self.net(batch["image"]), batch["mask"].long())
 
     def validation_step(self, batch, batch_idx):
         self.log("val_loss", self.training_step(batch, batch_idx))
