@@ -1,10 +1,11 @@
-"""Lightning training step vs a plain PyTorch loop on the same model, batch and data; CPU inference.
+"""Lightning training step vs a plain PyTorch loop on the same model, batch and data; inference.
 
 Prints the time per training step of ``SegmentationModule`` under ``lightning.Trainer`` and of a
 hand-written loop (same U-Net, loss, optimizer, batches), their ratio (target <= 1.1), and the
-CPU inference speed of ``SegmentationModule.predict_labels`` on whole 192 x 256 slices.
+inference speed of ``SegmentationModule.predict_labels`` on whole 192 x 256 slices, on the CPU
+or (``--device cuda``) one GPU in float32.
 
-    python benchmarks/bench_train_step.py [--steps 30] [--threads 2]
+    python benchmarks/bench_train_step.py [--steps 30] [--threads 2] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -56,19 +57,26 @@ def _optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-3)
 
 
+def _now(device: torch.device) -> float:
+    """Wall time after the device's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 class _StepTimer(Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device, self.start, self.end = warmup, device, 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx == self.warmup:
-            self.start = time.perf_counter()
+            self.start = _now(self.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end = time.perf_counter()
+        self.end = _now(self.device)
 
 
-def bench_lightning(data: _Batches, warmup: int) -> float:
+def bench_lightning(data: _Batches, warmup: int, device: torch.device) -> float:
     module = SegmentationModule(
         net=_net(),
         loss=nn.CrossEntropyLoss(),
@@ -84,9 +92,9 @@ def bench_lightning(data: _Batches, warmup: int) -> float:
         channels_last=True,
         train_patch_size=None,
     )
-    timer = _StepTimer(warmup)
+    timer = _StepTimer(warmup, device)
     trainer = Trainer(
-        accelerator="cpu",
+        accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         max_epochs=1,
         logger=False,
@@ -101,46 +109,50 @@ def bench_lightning(data: _Batches, warmup: int) -> float:
     return (timer.end - timer.start) / (len(data) - warmup)
 
 
-def bench_plain(data: _Batches, warmup: int) -> float:
-    net = _net().to(memory_format=torch.channels_last)
+def bench_plain(data: _Batches, warmup: int, device: torch.device) -> float:
+    net = _net().to(device, memory_format=torch.channels_last)
     net.apply(net.initialize)
     net.train()
     optimizer = _optimizer(net.parameters())
     loss_fn = nn.CrossEntropyLoss()
     for i, batch in enumerate(DataLoader(data, batch_size=None, shuffle=False)):
         if i == warmup:
-            start = time.perf_counter()
-        images = batch["image"].contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(net(images), batch["mask"])
+            start = _now(device)
+        images = batch["image"].to(device).contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(net(images), batch["mask"].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return (time.perf_counter() - start) / (len(data) - warmup)
+    return (_now(device) - start) / (len(data) - warmup)
 
 
-def bench_inference(n_slices: int) -> float:
-    module = SegmentationModule(
-        net=_net(),
-        loss=nn.CrossEntropyLoss(),
-        optimizer=_optimizer,
-        scheduler=None,
-        scheduler_interval="epoch",
-        metrics=overlap_metrics(),
-        echo_fusion="mean_softmax",
-        keep_largest_component=True,
-        init_from=None,
-        init_patterns=["*"],
-        freeze_patterns=[],
-        channels_last=True,
-        train_patch_size=None,
-    ).eval()
+def bench_inference(n_slices: int, device: torch.device) -> float:
+    module = (
+        SegmentationModule(
+            net=_net(),
+            loss=nn.CrossEntropyLoss(),
+            optimizer=_optimizer,
+            scheduler=None,
+            scheduler_interval="epoch",
+            metrics=overlap_metrics(),
+            echo_fusion="mean_softmax",
+            keep_largest_component=True,
+            init_from=None,
+            init_patterns=["*"],
+            freeze_patterns=[],
+            channels_last=True,
+            train_patch_size=None,
+        )
+        .to(device)
+        .eval()
+    )
     images = torch.randn(n_slices, 3, 192, 256)  # echoes 1-3, fused by softmax averaging
     with torch.no_grad():
-        module.predict_labels(images[:2])
-        start = time.perf_counter()
+        module.predict_labels(images[:2].to(device))
+        start = _now(device)
         for i in range(0, n_slices, 4):
-            module.predict_labels(images[i : i + 4])
-    return n_slices / (time.perf_counter() - start)
+            module.predict_labels(images[i : i + 4].to(device))
+    return n_slices / (_now(device) - start)
 
 
 def main() -> None:
@@ -148,19 +160,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps (after 5 warm-up)")
     parser.add_argument("--batch", type=int, default=16, help="samples per batch")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     warmup = 5
     data = _Batches(args.steps + warmup, args.batch, (128, 128))
-    plain = bench_plain(data, warmup)
-    lightning = bench_lightning(data, warmup)
-    plain_again = bench_plain(data, warmup)  # interleaved to expose drift of a shared machine
+    plain = bench_plain(data, warmup, device)
+    lightning = bench_lightning(data, warmup, device)
+    plain_again = bench_plain(data, warmup, device)  # interleaved: drift of a shared machine
     plain = min(plain, plain_again)
-    print(f"U-Net {FEATURES}, batch {args.batch} x 1 x 128 x 128, {args.threads} threads")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"U-Net {FEATURES}, batch {args.batch} x 1 x 128 x 128, {where}, {args.threads} threads")
     print(f"plain PyTorch loop : {plain * 1e3:8.1f} ms/step")
     print(f"Lightning          : {lightning * 1e3:8.1f} ms/step")
     print(f"ratio Lightning/plain: {lightning / plain:.3f} (target <= 1.1)")
-    print(f"CPU inference (3 echoes fused, 192 x 256): {bench_inference(24):.1f} slices/s")
+    n_slices = 24 if device.type == "cpu" else 480
+    rate = bench_inference(n_slices, device)
+    print(f"{where} inference (3 echoes fused, 192 x 256): {rate:.1f} slices/s")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def tiny_stack_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def shrink(cfg: DictConfig, output_dir: Path, data_path: Path) -> DictConfig:
-    """Make a composed train config tiny: 3-stage 4..16-channel U-Net, 1 epoch, CPU, no logger."""
+    """Make a composed train config tiny: 3-level 4..16-channel network, 1 epoch, CPU, no logger."""
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir)
@@ -79,8 +79,12 @@ def shrink(cfg: DictConfig, output_dir: Path, data_path: Path) -> DictConfig:
         cfg.data.batch_size = 4
         cfg.data.val_fraction = 0.2
         cfg.data.test_fraction = 0.2
-        cfg.model.net.n_stages = 3
-        cfg.model.net.features_per_stage = [4, 8, 16]
+        if "channels" in cfg.model.net:  # MONAI's UNet
+            cfg.model.net.channels = [4, 8, 16]
+            cfg.model.net.strides = [2, 2]
+        else:
+            cfg.model.net.n_stages = 3
+            cfg.model.net.features_per_stage = [4, 8, 16]
         cfg.trainer.max_epochs = 1
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False

@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from cmrseg.models import MartiniUNet, Segmenter, UNet, logits_to_labels, predict_labels
+from cmrseg.models import (
+    MartiniUNet,
+    MonaiUNet,
+    Segmenter,
+    UNet,
+    logits_to_labels,
+    predict_labels,
+)
 
 SMALL = dict(
     n_stages=4,
@@ -46,6 +53,20 @@ def test_unet_forward_backward_shapes():
     assert logits.dtype == torch.float32
     nn.functional.cross_entropy(logits, torch.randint(0, 3, (3, 24, 40))).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_monai_unet_exposes_the_network_interface():
+    net = MonaiUNet(
+        in_channels=2,
+        num_classes=3,
+        myocardium_classes=[2],
+        channels=[4, 8, 16],
+        strides=[2, 2],
+        num_res_units=1,
+        dropout=0.0,
+    )
+    assert (net.in_channels, net.myocardium_classes, net.size_divisor) == (2, (2,), 4)
+    assert net(torch.zeros(1, 2, 16, 24)).shape == (1, 3, 16, 24)
 
 
 def test_martini_unet_takes_all_echoes_and_outputs_sectors():

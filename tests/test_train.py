@@ -34,8 +34,9 @@ from cmrseg.modules import SegmentationModule
             "data/augmentation=none",
         ],
         ["model=unet", "trainer=ddp_sim"],
+        ["model=monai_unet"],
     ],
-    ids=["unet", "unet-dice_ce-cpu", "martini_unet", "unet-ddp_sim"],
+    ids=["unet", "unet-dice_ce-cpu", "martini_unet", "unet-ddp_sim", "monai_unet"],
 )
 def test_fast_dev_run(make_cfg, overrides: list[str]) -> None:
     cfg = make_cfg([*overrides, "debug=fdr"])

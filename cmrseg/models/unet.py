@@ -68,6 +68,7 @@ class UNet(nn.Module):
             raise ValueError(
                 f"myocardium_classes must be non-empty classes in 1..{num_classes - 1}, got {myo}"
             )
+        self.in_channels = in_channels
         self.myocardium_classes = myo
         self.encoder = UNetEncoder(
             in_channels=in_channels,

@@ -1,6 +1,6 @@
 """LightningModules: loss, optimizer, scheduler and metrics around a plain network."""
 
-from cmrseg.modules.losses import DiceCELoss, SoftDiceLoss
+from cmrseg.modules.losses import ChannelTargetLoss, DiceCELoss, SoftDiceLoss
 from cmrseg.modules.segmentation import EchoFusion, SegmentationModule
 from cmrseg.modules.transfer import (
     TransferReport,
@@ -10,6 +10,7 @@ from cmrseg.modules.transfer import (
 )
 
 __all__ = [
+    "ChannelTargetLoss",
     "DiceCELoss",
     "EchoFusion",
     "SegmentationModule",

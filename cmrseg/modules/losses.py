@@ -66,3 +66,19 @@ class DiceCELoss(nn.Module):
         return self.ce_weight * self.ce(logits, target) + self.dice_weight * self.dice(
             logits, target
         )
+
+
+class ChannelTargetLoss(nn.Module):
+    """Give a loss that wants targets ``[B, 1, H, W]`` (MONAI's) the class indices ``[B, H, W]``.
+
+    Args:
+        loss: The wrapped loss, called as ``loss(logits, target[:, None])``.
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Compute the wrapped loss from logits ``[B, K, H, W]`` and int64 targets ``[B, H, W]``."""
+        return self.loss(logits, target.unsqueeze(1))

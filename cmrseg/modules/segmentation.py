@@ -54,8 +54,10 @@ class SegmentationModule(LightningModule):
     ``[B]`` (unique per slice) and ``pixel_spacing_mm`` float32 ``[B, 2]``.
 
     Args:
-        net: The network (``images [B, C, H, W] -> logits [B, K, H, W]``) with a
-            ``myocardium_classes`` attribute.
+        net: Any network ``images [B, C, H, W] -> logits [B, K, H, W]`` (cmrseg's or another
+            library's) with attributes ``in_channels`` and ``myocardium_classes``; optional
+            ``size_divisor`` (inputs are padded to a multiple of it) and ``initialize`` (applied
+            to every submodule).
         loss: Loss module ``(logits, mask) -> scalar``.
         optimizer: Partial optimizer, completed with the trainable parameters.
         scheduler: Partial LR scheduler, completed with the optimizer, or ``None``.
@@ -171,7 +173,7 @@ class SegmentationModule(LightningModule):
     @property
     def in_channels(self) -> int:
         """Input channels of the network."""
-        return int(self.net.encoder.in_channels)
+        return int(self.net.in_channels)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Network logits ``[B, K, H, W]`` for images ``[B, C, H, W]`` of any size.
