@@ -64,6 +64,24 @@ def _now(device: torch.device) -> float:
     return time.perf_counter()
 
 
+def _module(echo_fusion: str) -> SegmentationModule:
+    return SegmentationModule(
+        net=_net(),
+        loss=nn.CrossEntropyLoss(),
+        optimizer=_optimizer,
+        scheduler=None,
+        scheduler_interval="epoch",
+        metrics=overlap_metrics(),
+        echo_fusion=echo_fusion,
+        keep_largest_component=True,
+        init_from=None,
+        init_patterns=["*"],
+        freeze_patterns=[],
+        channels_last=True,
+        train_patch_size=None,
+    )
+
+
 class _StepTimer(Callback):
     def __init__(self, warmup: int, device: torch.device) -> None:
         self.warmup, self.device, self.start, self.end = warmup, device, 0.0, 0.0
@@ -77,21 +95,7 @@ class _StepTimer(Callback):
 
 
 def bench_lightning(data: _Batches, warmup: int, device: torch.device) -> float:
-    module = SegmentationModule(
-        net=_net(),
-        loss=nn.CrossEntropyLoss(),
-        optimizer=_optimizer,
-        scheduler=None,
-        scheduler_interval="epoch",
-        metrics=overlap_metrics(),
-        echo_fusion="first",
-        keep_largest_component=True,
-        init_from=None,
-        init_patterns=["*"],
-        freeze_patterns=[],
-        channels_last=True,
-        train_patch_size=None,
-    )
+    module = _module("first")
     timer = _StepTimer(warmup, device)
     trainer = Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -127,25 +131,7 @@ def bench_plain(data: _Batches, warmup: int, device: torch.device) -> float:
 
 
 def bench_inference(n_slices: int, device: torch.device) -> float:
-    module = (
-        SegmentationModule(
-            net=_net(),
-            loss=nn.CrossEntropyLoss(),
-            optimizer=_optimizer,
-            scheduler=None,
-            scheduler_interval="epoch",
-            metrics=overlap_metrics(),
-            echo_fusion="mean_softmax",
-            keep_largest_component=True,
-            init_from=None,
-            init_patterns=["*"],
-            freeze_patterns=[],
-            channels_last=True,
-            train_patch_size=None,
-        )
-        .to(device)
-        .eval()
-    )
+    module = _module("mean_softmax").to(device).eval()
     images = torch.randn(n_slices, 3, 192, 256)  # echoes 1-3, fused by softmax averaging
     with torch.no_grad():
         module.predict_labels(images[:2].to(device))
