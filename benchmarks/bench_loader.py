@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +66,9 @@ class _InMemory:
         self.info = info
         self._arrays = {"images": stack.images, "labels": stack.labels}
 
-    def read(self, name: str, index: int) -> np.ndarray:
-        return self._arrays[name][index]
+    def read(self, name: str, index: int, channels: Sequence[int] | None = None) -> np.ndarray:
+        data = self._arrays[name][index]
+        return data if channels is None else data[list(channels)]
 
 
 def _epoch_samples_per_s(loader: DataLoader) -> float:

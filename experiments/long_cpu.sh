@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The longer CPU run (conf/experiment/long_cpu.yaml, about 55 min on an idle 2-core CPU) on one
+# The longer CPU run (conf/experiment/long_cpu.yaml, about 45 min on an idle 2-core CPU) on one
 # synthetic preset: synthesize the default 51-subject cohort with that preset, train, evaluate on
 # the test subjects and print the Table-1 metrics and the wall time of each stage.
 #   bash experiments/long_cpu.sh [OUT_DIR] [PRESET] [TRAIN_OVERRIDES...]

@@ -14,6 +14,7 @@ from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.echo_stack import EchoStack, EchoStackError, write_echo_stack
 from cmrseg.data.transforms import RandomRotate90SameShape, augment, normalize, seed_transform
 from cmrseg.utils.errors import InputError
+from cmrseg.utils.instantiate import instantiate_datamodule
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 N_SUBJECTS, N_ECHOES, HEIGHT, WIDTH = 12, 4, 24, 32
@@ -167,6 +168,22 @@ def test_bad_echoes_are_refused(cohort):
     path, _ = cohort
     with pytest.raises(InputError, match=r"data.echoes: \[4\] outside \[0, 4\)"):
         _datamodule(path, "data.echoes=[0,4]").setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.sharing_strategy=shm", r"data.sharing_strategy: 'shm' is not one of"),
+        ("data.input_mode=bogus", r"data.input_mode: 'bogus' is not one of"),
+    ],
+)
+def test_bad_settings_are_refused_unwrapped(cohort, override, message):
+    """The entry points' datamodule factory re-raises the refusal, not Hydra's wrapper."""
+    path, _ = cohort
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(overrides=["+data=echo_stack", f"data.path={path}", override])
+    with pytest.raises(InputError, match=message):
+        instantiate_datamodule(cfg.data)
 
 
 def test_mvn_statistics(cohort):

@@ -96,6 +96,10 @@ def test_lazy_file_reads_slices_and_pickles_without_handle(good_file: Path) -> N
     clone = pickle.loads(pickle.dumps(lazy))
     assert clone._file is None
     np.testing.assert_array_equal(clone.read("labels", 1), make_stack().labels[1])
+    for channels in ([1], [0, 1, 2], [2, 0], [1, 1]):  # one, a range, reordered, repeated
+        np.testing.assert_array_equal(
+            lazy.read("images", 2, channels), make_stack().images[2][channels]
+        )
     with pytest.raises(EchoStackError, match="labels_pred: dataset is not in this file"):
         lazy.read("labels_pred", 0)
     lazy.close()

@@ -114,8 +114,8 @@ class SliceReader(Protocol):
 
     info: EchoStackInfo
 
-    def read(self, name: str, index: int) -> np.ndarray:
-        """Read slice ``index`` of dataset ``name``."""
+    def read(self, name: str, index: int, channels: Sequence[int] | None = None) -> np.ndarray:
+        """Read slice ``index`` of dataset ``name``, only ``channels`` of its first axis if set."""
         ...
 
 
@@ -226,7 +226,7 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
             echo_index = -1
             sample_id = slice_index
             channels = list(self.echoes)
-        image = self.source.read("images", slice_index)[channels]
+        image = self.source.read("images", slice_index, channels)
         mask = None
         if self.with_labels:
             mask = encode_target(

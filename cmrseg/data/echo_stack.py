@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -438,11 +438,29 @@ class EchoStackFile:
     def __len__(self) -> int:
         return self.info.n_slices
 
-    def read(self, name: str, index: int) -> np.ndarray:
-        """Read slice ``index`` of dataset ``name`` (e.g. ``images`` gives ``[E, H, W]``)."""
+    def read(self, name: str, index: int, channels: Sequence[int] | None = None) -> np.ndarray:
+        """Read slice ``index`` of dataset ``name`` (e.g. ``images`` gives ``[E, H, W]``).
+
+        Args:
+            name: Dataset name.
+            index: Slice index.
+            channels: Indices along the slice's first axis (e.g. echoes) to read, in this
+                order, or ``None`` for all; only the selected bytes are read from the file.
+        """
         if name not in self.info.datasets:
             raise EchoStackError(self.path, name, "dataset is not in this file")
-        return np.asarray(self._dataset(name)[index], dtype=_DATASETS[name].dtype)
+        dataset = self._dataset(name)
+        if channels is None:
+            data = dataset[index]
+        else:
+            wanted = [int(c) for c in channels]
+            first, last = min(wanted), max(wanted)
+            if wanted == list(range(first, last + 1)):
+                data = dataset[index, first : last + 1]
+            else:
+                order = sorted(set(wanted))  # h5py reads increasing indices only
+                data = dataset[index, order][[order.index(c) for c in wanted]]
+        return np.asarray(data, dtype=_DATASETS[name].dtype)
 
     def iter_slices(self, name: str) -> Iterator[np.ndarray]:
         """Yield the slices of dataset ``name`` one by one."""

@@ -6,9 +6,12 @@ import logging
 from typing import TypeVar
 
 import hydra
+from hydra.errors import InstantiationException
 from lightning import Callback, LightningDataModule
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+
+from cmrseg.utils.errors import InputError
 
 __all__ = [
     "instantiate_callbacks",
@@ -75,10 +78,17 @@ def instantiate_datamodule(data_cfg: DictConfig) -> LightningDataModule:
     loadable with ``torch.load(weights_only=True)``.
 
     Raises:
+        InputError: The datamodule refused a setting (unwrapped from Hydra's exception, so
+            that the entry points report it in one line).
         TypeError: The config builds something other than a ``LightningDataModule``.
     """
     log.info("Instantiating datamodule <%s>", data_cfg.get("_target_"))
-    datamodule = hydra.utils.instantiate(data_cfg, _convert_="all")
+    try:
+        datamodule = hydra.utils.instantiate(data_cfg, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, InputError):
+            raise err.__cause__ from None
+        raise
     if not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"data config builds a {type(datamodule).__name__}, not a datamodule")
     return datamodule
