@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from cmrseg.data.datamodule import EpochSampler
+from cmrseg.data.datamodule import EpochSampler, collate_samples
 from cmrseg.data.dataset import EchoStackDataset
 from cmrseg.data.echo_stack import EchoStack, EchoStackInfo, read_echo_stack, write_echo_stack
 
@@ -116,12 +116,16 @@ def main() -> None:
         )
         loaders = {
             "in-memory, main process": DataLoader(
-                memory, batch_size=args.batch_size, sampler=EpochSampler(len(memory), 0)
+                memory,
+                batch_size=args.batch_size,
+                sampler=EpochSampler(len(memory), 0),
+                collate_fn=collate_samples,
             ),
             f"in-memory, {args.workers} workers": DataLoader(
                 memory,
                 batch_size=args.batch_size,
                 sampler=EpochSampler(len(memory), 0),
+                collate_fn=collate_samples,
                 num_workers=args.workers,
                 persistent_workers=args.workers > 0,
             ),

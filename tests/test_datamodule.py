@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning import LightningModule, Trainer
 
-from cmrseg.data.datamodule import EchoStackDataModule
+from cmrseg.data.datamodule import EchoStackDataModule, collate_samples
 from cmrseg.data.echo_stack import EchoStack, EchoStackError, write_echo_stack
 from cmrseg.data.transforms import RandomRotate90SameShape, augment, normalize, seed_transform
 from cmrseg.utils.errors import InputError
@@ -440,3 +440,24 @@ def test_epoch_sampler_depends_on_seed_and_epoch_only():
     assert list(resumed) == epochs[2]
     other = EpochSampler(20, seed=8)
     assert list(other) != epochs[0]
+
+
+def test_collate_samples_matches_default_collate_in_one_buffer():
+    g = torch.Generator().manual_seed(0)
+    samples = [
+        {
+            "image": torch.randn(1, 6, 5, generator=g),
+            "mask": torch.randint(0, 3, (6, 5), generator=g, dtype=torch.uint8),
+            "sample_id": torch.tensor(i, dtype=torch.int64),
+            "pixel_spacing_mm": torch.tensor([1.4, 1.5]),
+        }
+        for i in range(3)
+    ]
+    batch = collate_samples(samples)
+    expected = torch.utils.data.default_collate(samples)
+    assert batch.keys() == expected.keys()
+    for key, value in expected.items():
+        assert batch[key].dtype == value.dtype and batch[key].is_contiguous()
+        torch.testing.assert_close(batch[key], value, rtol=0, atol=0)
+    storages = {t.untyped_storage().data_ptr() for t in batch.values()}
+    assert len(storages) == 1  # one shared-memory file per batch between processes

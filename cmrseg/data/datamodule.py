@@ -9,6 +9,7 @@ HDF5 handle in each worker or DDP process and never pickles one, so fork, spawn 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +47,27 @@ __all__ = ["EchoStackDataModule", "EpochSampler"]
 log = logging.getLogger(__name__)
 
 LoaderSplit = Literal["train", "val", "test", "predict"]
+
+
+def collate_samples(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack samples into a batch whose tensors are all views of one byte buffer.
+
+    A worker process hands every tensor of a batch to the main process through a shared-memory
+    file of its own, and on a 2-core machine that hand-off, not reading or augmenting, limits
+    the loader (``benchmarks/bench_loader.py``). With one buffer a batch needs one file. Keys,
+    dtypes and shapes are those of ``torch.utils.data.default_collate``; every value is a
+    contiguous view.
+    """
+    keys = sorted(samples[0], key=lambda k: -samples[0][k].element_size())  # keeps views aligned
+    shapes = {k: (len(samples), *samples[0][k].shape) for k in keys}
+    sizes = {k: math.prod(shapes[k]) * samples[0][k].element_size() for k in keys}
+    buffer = torch.empty(sum(sizes.values()), dtype=torch.uint8)
+    batch, offset = {}, 0
+    for key in keys:
+        view = buffer[offset : offset + sizes[key]].view(samples[0][key].dtype).view(shapes[key])
+        batch[key] = torch.stack([s[key] for s in samples], out=view)
+        offset += sizes[key]
+    return batch
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -392,6 +414,7 @@ class EchoStackDataModule(LightningDataModule):
             # (e.g. after a resume) leaves the model's random stream (dropout, crops) alone
             generator=torch.Generator().manual_seed(seed),
             num_workers=self.num_workers,
+            collate_fn=collate_samples,
             pin_memory=self.pin_memory,
             persistent_workers=workers,
             worker_init_fn=_seed_worker if workers else None,
