@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo (`make demo`): synthesize the default cohort (preset clinical), train the paper's U-Net
 # sized for a 2-core CPU (conf/experiment/demo.yaml), evaluate its last checkpoint on the test
-# subjects, print the Table-1 metrics and the wall time of each stage (about 5.5 min on an idle
+# subjects, print the Table-1 metrics and the wall time of each stage (about 5 min on an idle
 # 2-core CPU).
 #   bash experiments/demo.sh [OUT_DIR] [TRAIN_OVERRIDES...]   (default outputs/demo)
 # e.g. the longer CPU run: bash experiments/demo.sh outputs/long experiment=long_cpu

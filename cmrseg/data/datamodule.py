@@ -147,7 +147,7 @@ class EchoStackDataModule(LightningDataModule):
         sharing_strategy: How worker processes hand batches over
             (``torch.multiprocessing.set_sharing_strategy``, set for the whole process when a
             loader with workers is made): ``file_system`` (shared-memory files named in the
-            message; no per-tensor descriptor passing, about 1.3x the batches per second on
+            message; no per-tensor descriptor passing, about 1.2x the batches per second on
             2 cores; ``torch_shm_manager`` removes the files of crashed processes),
             ``file_descriptor`` (PyTorch's Linux default), or ``None`` to leave it alone.
         predict_path: File for ``predict_dataloader`` (labels optional); ``None`` uses ``path``.
