@@ -17,6 +17,7 @@ from cmrseg.cli.eval import evaluate
 from cmrseg.cli.predict import predict
 from cmrseg.data.echo_stack import read_echo_stack, write_echo_stack
 from cmrseg.modules import copy_matching_weights, load_net_state_dict
+from cmrseg.utils.checkpoint import RUN_CONFIG_KEY, load_module_from_checkpoint
 from cmrseg.utils.errors import InputError
 
 
@@ -47,6 +48,37 @@ def test_eval_on_validation_with_first_echo(make_cfg, tiny_run: Path, tmp_path: 
     assert "val/jaccard" in metrics
     assert objects["model"].hparams.echo_fusion == "first"
     assert objects["datamodule"].input_mode == "echoes_as_channels"
+
+
+def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    metrics, objects = evaluate(_eval_cfg(make_cfg, ckpt, tmp_path, "test_time_augmentation=rot90"))
+    model = objects["model"].eval()
+    assert "test/jaccard" in metrics
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_time_augmentation"] == "rot90"
+    images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tta = model.segment_probabilities(images)
+        plain = model._fused_probabilities(images)
+        by_hand = (
+            sum(
+                torch.rot90(model._fused_probabilities(torch.rot90(images, k, (2, 3))), -k, (2, 3))
+                for k in range(4)
+            )
+            / 4
+        )
+    assert tta.shape == plain.shape == (2, 3, 64, 96)
+    torch.testing.assert_close(tta, by_hand)
+    assert not torch.allclose(tta, plain)
+
+
+def test_checkpoint_from_before_test_time_augmentation_loads(tiny_run: Path, tmp_path: Path):
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    del ckpt[RUN_CONFIG_KEY]["model"]["test_time_augmentation"]
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    model, _ = load_module_from_checkpoint(old, {"echo_fusion": None})
+    assert model.hparams.test_time_augmentation == "none"
 
 
 def test_eval_ddp_sim_matches_single_process(make_cfg, tiny_run: Path, tmp_path: Path) -> None:

@@ -54,7 +54,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         ``datamodule``, ``model``, ``trainer``).
     """
     model, stored_data = load_module_from_checkpoint(
-        cfg.ckpt_path, {"echo_fusion": cfg.get("echo_fusion")}
+        cfg.ckpt_path,
+        {
+            "echo_fusion": cfg.get("echo_fusion"),
+            "test_time_augmentation": cfg.get("test_time_augmentation"),
+        },
     )
     data_cfg = slice_wise_data_config(_data_config(stored_data, cfg.get("data")), model.in_channels)
     datamodule: LightningDataModule = instantiate_datamodule(data_cfg)
@@ -83,6 +87,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 "ckpt_path": str(cfg.ckpt_path),
                 "split": cfg.split,
                 "echo_fusion": model.hparams.echo_fusion,
+                "test_time_augmentation": model.hparams.test_time_augmentation,
                 "data": OmegaConf.to_container(data_cfg),
             },
         )

@@ -66,7 +66,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise InputError(f"{output_dir}: output must be a folder")
     info = inspect_echo_stack(input_path)
     model, stored_data = load_module_from_checkpoint(
-        cfg.ckpt_path, {"echo_fusion": cfg.get("echo_fusion")}
+        cfg.ckpt_path,
+        {
+            "echo_fusion": cfg.get("echo_fusion"),
+            "test_time_augmentation": cfg.get("test_time_augmentation"),
+        },
     )
     data_cfg = slice_wise_data_config(stored_data, model.in_channels)
     data_cfg.path = None

@@ -15,6 +15,10 @@ slice at evaluation), ``echo_fusion`` says how the echoes are combined:
   probabilities before the arg-max.
 
 The default is chosen on validation data (see ``conf/model/unet.yaml``).
+
+``test_time_augmentation`` (``none`` or ``rot90``) optionally averages the fused probabilities of
+the slice rotated by 0, 90, 180 and 270 degrees (each rotated back), the geometric transforms of
+the paper's training augmentation; it costs four forward passes per slice.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ from torchmetrics import MetricCollection
 from cmrseg.models import logits_to_labels
 from cmrseg.modules.transfer import copy_matching_weights, load_net_state_dict
 
-__all__ = ["EchoFusion", "SegmentationModule"]
+__all__ = ["EchoFusion", "SegmentationModule", "TestTimeAugmentation"]
 
 log = logging.getLogger(__name__)
 
 EchoFusion = Literal["first", "mean_softmax"]
+TestTimeAugmentation = Literal["none", "rot90"]
 _RNG_KEY = "cmrseg_rng_states"
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -65,6 +70,8 @@ class SegmentationModule(LightningModule):
         metrics: Metric collection on binary myocardium masks; cloned for ``val/`` and
             ``test/``; ``update(preds, target, sample_id=..., pixel_spacing_mm=...)``.
         echo_fusion: How a one-channel network segments a multi-echo slice (module docstring).
+        test_time_augmentation: ``none``, or ``rot90`` to average over the four 90-degree
+            rotations of each slice at evaluation and prediction (module docstring).
         keep_largest_component: Keep only the largest myocardium component in predictions.
         init_from: Checkpoint or state-dict file to copy pretrained layers from, or ``None``.
         init_patterns: ``fnmatch`` patterns of tensor names to copy from ``init_from``.
@@ -91,6 +98,7 @@ class SegmentationModule(LightningModule):
         scheduler_interval: Literal["epoch", "step"],
         metrics: MetricCollection,
         echo_fusion: EchoFusion,
+        test_time_augmentation: TestTimeAugmentation,
         keep_largest_component: bool,
         init_from: str | None,
         init_patterns: Sequence[str],
@@ -101,6 +109,10 @@ class SegmentationModule(LightningModule):
         super().__init__()
         if echo_fusion not in ("first", "mean_softmax"):
             raise ValueError(f"echo_fusion must be 'first' or 'mean_softmax', got {echo_fusion!r}")
+        if test_time_augmentation not in ("none", "rot90"):
+            raise ValueError(
+                f"test_time_augmentation must be 'none' or 'rot90', got {test_time_augmentation!r}"
+            )
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(
                 f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval}"
@@ -192,12 +204,22 @@ class SegmentationModule(LightningModule):
         return logits[..., :h, :w] if pad_h or pad_w else logits
 
     def segment_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``[B, K, H, W]`` of slices, fusing echoes as configured.
+        """Class probabilities ``[B, K, H, W]`` of slices, fusing echoes and rotations.
 
         Args:
             images: ``[B, C, H, W]``; ``C`` equals the network's input channels, or the
                 network takes one channel and ``C`` echoes are fused (``echo_fusion``).
         """
+        probs = self._fused_probabilities(images)
+        if self.hparams.test_time_augmentation == "rot90":
+            for k in (1, 2, 3):
+                rotated = self._fused_probabilities(torch.rot90(images, k, dims=(-2, -1)))
+                probs = probs + torch.rot90(rotated, -k, dims=(-2, -1))
+            probs = probs / 4
+        return probs
+
+    def _fused_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of slices, the echoes fused by ``echo_fusion``."""
         net_channels = self.in_channels
         channels = images.shape[1]
         if channels == net_channels:

@@ -27,6 +27,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RUN_CONFIG_KEY = "cmrseg_config"
+# module arguments added after checkpoints were first written, with the behaviour they had then
+_ADDED_MODULE_ARGS = {"test_time_augmentation": "none"}
 
 
 class StoreRunConfig(Callback):
@@ -71,6 +73,9 @@ def load_module_from_checkpoint(
     stored = ckpt[RUN_CONFIG_KEY]
     model_cfg = OmegaConf.create(stored["model"])
     model_cfg.init_from = None
+    for key, value in _ADDED_MODULE_ARGS.items():
+        if key not in model_cfg:
+            model_cfg[key] = value
     for key, value in model_overrides.items():
         if value is not None:
             model_cfg[key] = value
