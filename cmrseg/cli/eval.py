@@ -20,7 +20,12 @@ import hydra
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
-from cmrseg.utils.checkpoint import load_module_from_checkpoint, slice_wise_data_config
+from cmrseg.utils.checkpoint import (
+    INFERENCE_SETTINGS,
+    inference_overrides,
+    load_module_from_checkpoint,
+    slice_wise_data_config,
+)
 from cmrseg.utils.config import CONF_DIR
 from cmrseg.utils.errors import InputError
 from cmrseg.utils.extras import extras, task_wrapper
@@ -53,13 +58,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         The ``test/...`` (or ``val/...``) metrics and the objects built (``cfg``,
         ``datamodule``, ``model``, ``trainer``).
     """
-    model, stored_data = load_module_from_checkpoint(
-        cfg.ckpt_path,
-        {
-            "echo_fusion": cfg.get("echo_fusion"),
-            "test_time_augmentation": cfg.get("test_time_augmentation"),
-        },
-    )
+    model, stored_data = load_module_from_checkpoint(cfg.ckpt_path, inference_overrides(cfg))
     data_cfg = slice_wise_data_config(_data_config(stored_data, cfg.get("data")), model.in_channels)
     datamodule: LightningDataModule = instantiate_datamodule(data_cfg)
     trainer: Trainer = hydra.utils.instantiate(
@@ -86,8 +85,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             {
                 "ckpt_path": str(cfg.ckpt_path),
                 "split": cfg.split,
-                "echo_fusion": model.hparams.echo_fusion,
-                "test_time_augmentation": model.hparams.test_time_augmentation,
+                **{key: model.hparams[key] for key in INFERENCE_SETTINGS},
                 "data": OmegaConf.to_container(data_cfg),
             },
         )

@@ -25,7 +25,11 @@ from omegaconf import DictConfig
 
 from cmrseg.data.echo_stack import inspect_echo_stack, read_echo_stack, write_echo_stack
 from cmrseg.t2star import load_t2star_config, quantify_stack, t2star_map, write_t2star_csv
-from cmrseg.utils.checkpoint import load_module_from_checkpoint, slice_wise_data_config
+from cmrseg.utils.checkpoint import (
+    inference_overrides,
+    load_module_from_checkpoint,
+    slice_wise_data_config,
+)
 from cmrseg.utils.config import CONF_DIR
 from cmrseg.utils.errors import InputError
 from cmrseg.utils.extras import extras, task_wrapper
@@ -65,13 +69,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(f"{output_dir}: output must be a folder")
     info = inspect_echo_stack(input_path)
-    model, stored_data = load_module_from_checkpoint(
-        cfg.ckpt_path,
-        {
-            "echo_fusion": cfg.get("echo_fusion"),
-            "test_time_augmentation": cfg.get("test_time_augmentation"),
-        },
-    )
+    model, stored_data = load_module_from_checkpoint(cfg.ckpt_path, inference_overrides(cfg))
     data_cfg = slice_wise_data_config(stored_data, model.in_channels)
     data_cfg.path = None
     data_cfg.predict_path = str(input_path)

@@ -293,11 +293,7 @@ class SegmentationModule(LightningModule):
         probs = self.segment_probabilities(batch["image"])
         loss = functional.nll_loss(probs.clamp_min(1e-8).log(), batch["mask"])
         self.log(f"{stage}/loss", loss, batch_size=probs.shape[0], sync_dist=True)
-        labels = logits_to_labels(
-            probs,
-            self.myocardium_classes,
-            keep_largest_component=self.hparams.keep_largest_component,
-        )
+        labels = self._labels(probs)
         target = torch.isin(
             batch["mask"], torch.tensor(self.myocardium_classes, device=probs.device)
         )

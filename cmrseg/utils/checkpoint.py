@@ -18,8 +18,10 @@ from cmrseg.modules.transfer import load_checkpoint
 from cmrseg.utils.errors import InputError
 
 __all__ = [
+    "INFERENCE_SETTINGS",
     "RUN_CONFIG_KEY",
     "StoreRunConfig",
+    "inference_overrides",
     "load_module_from_checkpoint",
     "slice_wise_data_config",
 ]
@@ -29,6 +31,13 @@ log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "cmrseg_config"
 # module arguments added after checkpoints were first written, with the behaviour they had then
 _ADDED_MODULE_ARGS = {"test_time_augmentation": "none"}
+# module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
+INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
+
+
+def inference_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The inference settings of an eval or predict config (``None``: the checkpoint's value)."""
+    return {key: cfg.get(key) for key in INFERENCE_SETTINGS}
 
 
 class StoreRunConfig(Callback):
