@@ -121,6 +121,33 @@ def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) ->
     assert unlabelled.read_bytes() == before
 
 
+def test_predict_refuses_file_with_fewer_echoes_than_trained(
+    make_cfg, tiny_run: Path, tmp_path: Path, capsys
+) -> None:
+    """The tiny run was trained on echoes 1-3; a 2-echo file is refused by name, untouched."""
+    scans = tmp_path / "two_echoes.h5"
+    write_echo_stack(scans, ring_phantom(1, seed=3, n_echoes=2, labels=False))
+    before = scans.read_bytes()
+    cfg = make_cfg(
+        [
+            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+            f"input={scans}",
+            f"output={tmp_path / 'out'}",
+        ],
+        "predict.yaml",
+        do_shrink=False,
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.extras.print_config = False
+    with pytest.raises(SystemExit) as exc:
+        predict(cfg)
+    assert exc.value.code == 2
+    assert f"data.echoes: [2] outside [0, 2) of {scans}" in capsys.readouterr().err
+    assert scans.read_bytes() == before
+    assert not (tmp_path / "out" / "predictions.h5").exists()
+
+
 def test_eval_refuses_missing_checkpoint(make_cfg, tmp_path: Path, capsys) -> None:
     cfg = _eval_cfg(make_cfg, tmp_path / "nope.ckpt", tmp_path)
     with pytest.raises(SystemExit) as exc:
