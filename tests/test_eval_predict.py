@@ -30,6 +30,19 @@ def _eval_cfg(make_cfg, ckpt: Path, out: Path, *overrides: str):
     return cfg
 
 
+def _predict_cfg(make_cfg, ckpt: Path, scans: Path, out: Path):
+    cfg = make_cfg(
+        [f"ckpt_path={ckpt}", f"input={scans}", f"output={out / 'out'}"],
+        "predict.yaml",
+        do_shrink=False,
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out / "run")
+        cfg.extras.print_config = False
+        cfg.trainer.enable_progress_bar = False
+    return cfg
+
+
 def test_eval_writes_table1(make_cfg, tiny_run: Path, tmp_path: Path, capsys) -> None:
     cfg = _eval_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", tmp_path)
     metrics, _ = evaluate(cfg)
@@ -95,20 +108,7 @@ def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) ->
     unlabelled = tmp_path / "scans.h5"
     write_echo_stack(unlabelled, ring_phantom(2, seed=7, labels=False))
     before = unlabelled.read_bytes()
-    cfg = make_cfg(
-        [
-            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
-            f"input={unlabelled}",
-            f"output={tmp_path / 'out'}",
-        ],
-        "predict.yaml",
-        do_shrink=False,
-    )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.extras.print_config = False
-        cfg.trainer.enable_progress_bar = False
-    predict(cfg)
+    predict(_predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", unlabelled, tmp_path))
     out = read_echo_stack(tmp_path / "out" / "predictions.h5")
     assert out.labels_pred is not None and out.labels_pred.shape == (4, 32, 32)
     assert set(np.unique(out.labels_pred)) <= {0, 1, 2}
@@ -128,20 +128,8 @@ def test_predict_refuses_file_with_fewer_echoes_than_trained(
     scans = tmp_path / "two_echoes.h5"
     write_echo_stack(scans, ring_phantom(1, seed=3, n_echoes=2, labels=False))
     before = scans.read_bytes()
-    cfg = make_cfg(
-        [
-            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
-            f"input={scans}",
-            f"output={tmp_path / 'out'}",
-        ],
-        "predict.yaml",
-        do_shrink=False,
-    )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.extras.print_config = False
     with pytest.raises(SystemExit) as exc:
-        predict(cfg)
+        predict(_predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", scans, tmp_path))
     assert exc.value.code == 2
     assert f"data.echoes: [2] outside [0, 2) of {scans}" in capsys.readouterr().err
     assert scans.read_bytes() == before
