@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The longer CPU runs (conf/experiment/long_cpu.yaml, or the documented long_cpu_all_echoes;
+# The longer CPU runs from scratch (conf/experiment/long_cpu.yaml, or long_cpu_all_echoes;
 # 35-45 min on an idle 2-core CPU) on one synthetic preset: synthesize the default 51-subject
 # cohort with that preset, train, evaluate on the test subjects and print the Table-1 metrics
 # and the wall time of each stage.
