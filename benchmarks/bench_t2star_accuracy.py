@@ -31,6 +31,7 @@ from functools import partial
 
 import numpy as np
 
+from cmrseg.core.geometry import septal_roi_mask
 from cmrseg.synth import load_cohort, load_synth_config, synthesize_subject
 from cmrseg.t2star import (
     REGIONS,
@@ -40,7 +41,6 @@ from cmrseg.t2star import (
     load_t2star_config,
     quantify_region,
     quantify_stack,
-    septal_roi_mask,
     slice_noise_sigma,
     wall_core_mask,
 )

@@ -15,10 +15,10 @@ from omegaconf import open_dict
 
 from cmrseg.cli.eval import evaluate
 from cmrseg.cli.predict import predict
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import read_echo_stack, write_echo_stack
 from cmrseg.modules import copy_matching_weights, load_net_state_dict
 from cmrseg.utils.checkpoint import RUN_CONFIG_KEY, load_module_from_checkpoint
-from cmrseg.utils.errors import InputError
 
 
 def _eval_cfg(make_cfg, ckpt: Path, out: Path, *overrides: str):

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import EchoStackInfo
 from cmrseg.data.splits import (
     SPLIT_NAMES,
@@ -13,7 +14,6 @@ from cmrseg.data.splits import (
     make_subject_split,
     save_split,
 )
-from cmrseg.utils.errors import InputError
 
 SUBJECTS = [f"S{i:03d}" for i in range(23)]
 

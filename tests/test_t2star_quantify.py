@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage
 
 from cmrseg.cli.t2star import main
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
 from cmrseg.t2star import (
     CSV_COLUMNS,
@@ -26,7 +27,6 @@ from cmrseg.t2star import (
     quantify_stack,
     t2star_map,
 )
-from cmrseg.utils.errors import InputError
 
 TE_MS = np.linspace(2.97, 21.68, 8)
 SIZE = 96

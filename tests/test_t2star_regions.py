@@ -1,19 +1,18 @@
-"""Sector, AHA-segment, septal-ROI and wall-core geometry of cmrseg.t2star."""
+"""Sector, AHA-segment and septal-ROI geometry (cmrseg.core) and the T2* wall core."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cmrseg.t2star import (
+from cmrseg.core.geometry import (
     aha_segment_map,
-    core_erosion_px,
     estimate_rv_insertion,
     lv_centroid,
     sector_map,
     septal_roi_mask,
-    wall_core_mask,
 )
+from cmrseg.t2star import core_erosion_px, wall_core_mask
 
 CENTER = (64.0, 64.0)
 ENDO_RADIUS, EPI_RADIUS = 18.0, 27.0

@@ -44,6 +44,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cmrseg.callbacks.plots import bland_altman_figure, figure_png, scatter_figure
+from cmrseg.core.atomic import atomic_path
+from cmrseg.core.geometry import estimate_rv_insertion, sector_map
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.dataset import EchoStackDataset
 from cmrseg.data.echo_stack import EchoStackFile
@@ -51,18 +54,14 @@ from cmrseg.t2star import (
     REGIONS,
     RegionResult,
     T2StarConfig,
-    estimate_rv_insertion,
     grade_t2star,
     load_t2star_config,
     quantify_slice,
-    sector_map,
     slice_noise_sigma,
 )
 from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
 from cmrseg.t2star.grading import GRADE_LOWER_BOUNDS_MS
-from cmrseg.t2star.regions import MYOCARDIUM
 from cmrseg.t2star.status import Status
-from cmrseg.utils.atomic import atomic_path
 from cmrseg.utils.checkpoint import slice_wise_data_config
 
 __all__ = ["AGREEMENT_COLUMNS", "SUMMARY_KEYS", "T2StarCallback", "agreement_summary"]

@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from cmrseg.utils.errors import InputError
+from cmrseg.core.errors import InputError
 
 __all__ = ["run_cli", "setup_logging"]
 

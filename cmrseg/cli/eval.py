@@ -20,6 +20,7 @@ import hydra
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.core.errors import InputError
 from cmrseg.utils.checkpoint import (
     INFERENCE_SETTINGS,
     inference_overrides,
@@ -27,7 +28,6 @@ from cmrseg.utils.checkpoint import (
     slice_wise_data_config,
 )
 from cmrseg.utils.config import CONF_DIR
-from cmrseg.utils.errors import InputError
 from cmrseg.utils.extras import extras, task_wrapper
 from cmrseg.utils.instantiate import (
     instantiate_callbacks,

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cmrseg.cli._common import run_cli, setup_logging
+from cmrseg.core.atomic import atomic_path
+from cmrseg.core.errors import InputError
 from cmrseg.data.dicom import import_dicom, write_key_file
 from cmrseg.data.echo_stack import write_echo_stack
-from cmrseg.utils.atomic import atomic_path
-from cmrseg.utils.errors import InputError
 
 __all__ = ["main"]
 

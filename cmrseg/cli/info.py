@@ -8,7 +8,9 @@ from collections import Counter
 import numpy as np
 
 from cmrseg.cli._common import run_cli
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStackFile, inspect_echo_stack
+from cmrseg.t2star.grading import grade_t2star
 
 __all__ = ["main", "summarize"]
 
@@ -39,7 +41,7 @@ def summarize(path: str) -> str:
     stack = EchoStackFile(path, info)
     if "labels" in info.datasets:
         area = np.prod(info.pixel_spacing_mm, axis=1)
-        myo = np.array([(lab == 2).sum() for lab in stack.iter_slices("labels")]) * area
+        myo = np.array([(lab == MYOCARDIUM).sum() for lab in stack.iter_slices("labels")]) * area
         lines.append(
             f"myocardium      {myo.mean():.0f} mm^2 per slice "
             f"(min {myo.min():.0f}, max {myo.max():.0f})"
@@ -47,16 +49,15 @@ def summarize(path: str) -> str:
     if "t2star_ms" in info.datasets and "labels" in info.datasets:
         truth = np.array(
             [
-                np.nanmean(np.where(lab == 2, t2, np.nan)) if (lab == 2).any() else np.nan
+                np.nanmean(np.where(lab == MYOCARDIUM, t2, np.nan))
+                if (lab == MYOCARDIUM).any()
+                else np.nan
                 for lab, t2 in zip(
                     stack.iter_slices("labels"), stack.iter_slices("t2star_ms"), strict=True
                 )
             ]
         )
-        grades = Counter(
-            "severe" if t < 10 else "moderate" if t < 14 else "mild" if t < 20 else "normal"
-            for t in truth[np.isfinite(truth)]
-        )
+        grades = Counter(grade_t2star(t) for t in truth[np.isfinite(truth)])
         lines.append(
             f"true T2* (ms)   median {np.nanmedian(truth):.1f}, range {np.nanmin(truth):.1f}"
             f"..{np.nanmax(truth):.1f}; slices by grade {dict(grades)}"

@@ -23,6 +23,7 @@ import torch
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig
 
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import inspect_echo_stack, read_echo_stack, write_echo_stack
 from cmrseg.t2star import load_t2star_config, quantify_stack, t2star_map, write_t2star_csv
 from cmrseg.utils.checkpoint import (
@@ -31,7 +32,6 @@ from cmrseg.utils.checkpoint import (
     slice_wise_data_config,
 )
 from cmrseg.utils.config import CONF_DIR
-from cmrseg.utils.errors import InputError
 from cmrseg.utils.extras import extras, task_wrapper
 from cmrseg.utils.instantiate import instantiate_datamodule
 

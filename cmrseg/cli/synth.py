@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from cmrseg.cli._common import run_cli, setup_logging
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import write_echo_stack
 from cmrseg.synth import load_cohort, load_synth_config, synthesize_cohort
-from cmrseg.utils.errors import InputError
 
 __all__ = ["main"]
 

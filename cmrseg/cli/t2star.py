@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg.cli._common import run_cli, setup_logging
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import EchoStackError, EchoStackFile, inspect_echo_stack
 from cmrseg.t2star import SIGNAL_MODELS, load_t2star_config, quantify_stack, write_t2star_csv
-from cmrseg.utils.errors import InputError
 
 __all__ = ["main"]
 

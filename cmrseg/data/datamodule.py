@@ -21,6 +21,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 
+from cmrseg.core.errors import InputError
 from cmrseg.data.dataset import (
     INPUT_MODES,
     EchoStackDataset,
@@ -40,7 +41,6 @@ from cmrseg.data.splits import (
     save_split,
 )
 from cmrseg.data.transforms import NORMALIZATIONS, Normalization
-from cmrseg.utils.errors import InputError
 
 __all__ = ["EchoStackDataModule", "EpochSampler"]
 

@@ -23,10 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cmrseg.core.errors import InputError
+from cmrseg.core.geometry import aha_segment_map
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStackInfo
 from cmrseg.data.transforms import Normalization, augment, iter_transforms, normalize
 from cmrseg.data.transforms import seed_transform as _seed_transform
-from cmrseg.utils.errors import InputError
 
 __all__ = [
     "INPUT_MODES",
@@ -47,7 +49,6 @@ InputMode = Literal["echoes_as_samples", "echoes_as_channels"]
 INPUT_MODES: tuple[InputMode, ...] = ("echoes_as_samples", "echoes_as_channels")
 Target = Literal["binary", "three_class", "aha16"]
 TARGETS: tuple[Target, ...] = ("binary", "three_class", "aha16")
-_MYOCARDIUM_LABEL = 2  # contract coding of `labels`: 0 background, 1 blood pool, 2 myocardium
 _AHA_LOCATIONS = ("base", "mid", "apex")
 
 
@@ -88,18 +89,14 @@ def encode_target(
         the image; the dataset casts to int64 after augmentation).
     """
     if target == "binary":
-        return (labels == _MYOCARDIUM_LABEL).astype(np.uint8)
+        return (labels == MYOCARDIUM).astype(np.uint8)
     if target == "three_class":
         return labels.astype(np.uint8)
     if target == "aha16":
         if rv_insertion is None:
             raise ValueError("aha16 targets need rv_insertion")
-        if not np.any(labels == _MYOCARDIUM_LABEL):
+        if not np.any(labels == MYOCARDIUM):
             return np.zeros(labels.shape, dtype=np.uint8)
-        # Imported here: the cmrseg.t2star package pulls in lmfit, which would add about a
-        # second to the start of every spawned loader worker for the other targets.
-        from cmrseg.t2star.regions import aha_segment_map
-
         point = (float(rv_insertion[0]), float(rv_insertion[1]))
         return aha_segment_map(labels, point, slice_location).astype(np.uint8)
     raise InputError(f"data.target: {target!r} is not one of {TARGETS}")

@@ -69,9 +69,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import EnhancedMRImageStorage, MRImageStorage
 from tqdm.auto import tqdm
 
+from cmrseg.core.atomic import atomic_path
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import EchoStack
-from cmrseg.utils.atomic import atomic_path
-from cmrseg.utils.errors import InputError
 
 __all__ = [
     "APEX_DIRECTION_LPS",

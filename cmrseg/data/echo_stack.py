@@ -19,8 +19,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cmrseg.utils.atomic import atomic_path
-from cmrseg.utils.errors import InputError
+from cmrseg.core.atomic import atomic_path
+from cmrseg.core.errors import InputError
+from cmrseg.core.labels import LABEL_VALUES
 
 __all__ = [
     "FORMAT_NAME",
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 FORMAT_NAME = "cmrseg.echo-stack"
 FORMAT_VERSION = 1
 SLICE_LOCATIONS = ("base", "mid", "apex", "")
-LABEL_VALUES = (0, 1, 2)
 _IMAGE_BLOCK = 16  # slices checked at a time when scanning `images` without loading it whole
 
 
@@ -219,7 +219,10 @@ def _check_values(where: str, name: str, value: np.ndarray | list[str], offset: 
     elif name == "pixel_spacing_mm":
         bad(~(np.isfinite(value) & (value > 0)).all(axis=1), "spacing must be finite and > 0 mm")
     elif name in ("labels", "labels_pred"):
-        bad(~np.isin(value, LABEL_VALUES).all(axis=(1, 2)), "label values outside {0, 1, 2}")
+        bad(
+            ~np.isin(value, LABEL_VALUES).all(axis=(1, 2)),
+            f"label values outside {set(LABEL_VALUES)}",
+        )
     elif name == "rv_insertion":
         bad(np.isinf(value).any(axis=1), "infinite coordinates (use NaN for unknown)")
     elif name == "phase_encoding_axis":

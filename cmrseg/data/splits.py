@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cmrseg.core.atomic import atomic_path
+from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import EchoStackInfo
-from cmrseg.utils.atomic import atomic_path
-from cmrseg.utils.errors import InputError
 
 __all__ = [
     "SPLIT_NAMES",

@@ -1,8 +1,8 @@
-"""Plain PyTorch segmentation networks and the predict interface shared by all segmenters."""
+"""Plain PyTorch segmentation networks and the scores-to-labels step they share."""
 
 from cmrseg.models.martini_unet import MartiniUNet
 from cmrseg.models.monai_unet import MonaiUNet
-from cmrseg.models.predict import Segmenter, logits_to_labels, predict_labels
+from cmrseg.models.postprocess import logits_to_labels
 from cmrseg.models.unet import UNet
 
-__all__ = ["MartiniUNet", "MonaiUNet", "Segmenter", "UNet", "logits_to_labels", "predict_labels"]
+__all__ = ["MartiniUNet", "MonaiUNet", "UNet", "logits_to_labels"]

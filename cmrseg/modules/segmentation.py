@@ -38,6 +38,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MetricCollection
 
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.models import logits_to_labels
 from cmrseg.modules.transfer import copy_matching_weights, load_net_state_dict
 
@@ -227,7 +228,7 @@ class SegmentationModule(LightningModule):
         if net_channels != 1:
             raise ValueError(
                 f"network takes {net_channels} channels, batch has {channels}; "
-                "check data.mode / data.echoes against the checkpoint"
+                "check data.input_mode / data.echoes against the checkpoint"
             )
         if self.hparams.echo_fusion == "first":
             return self(images[:, :1]).softmax(dim=1)
@@ -298,7 +299,7 @@ class SegmentationModule(LightningModule):
             batch["mask"], torch.tensor(self.myocardium_classes, device=probs.device)
         )
         metrics.update(
-            labels == 2,
+            labels == MYOCARDIUM,
             target,
             sample_id=batch["sample_id"],
             pixel_spacing_mm=batch["pixel_spacing_mm"],

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmrseg.utils.errors import InputError
+from cmrseg.core.errors import InputError
 
 __all__ = ["TransferReport", "copy_matching_weights", "load_checkpoint", "load_net_state_dict"]
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cmrseg.utils.errors import InputError
+from cmrseg.core.errors import InputError
 
 __all__ = [
     "SAMPLING_MODES",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from cmrseg.core.labels import BACKGROUND, BLOOD_POOL, MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack
 from cmrseg.synth.acquisition import CoilArray, acquire, fat_phasors, multi_echo_signal
 from cmrseg.synth.anatomy import SliceAnatomy, TissueMaps, draw_subject, paint
@@ -110,17 +111,17 @@ def _synthesize_slice(
 
     endo = _trace(fine.endo, center.endo, o)
     epi = _trace(fine.epi, center.epi, o)
-    labels = np.where(endo, 1, np.where(epi, 2, 0)).astype(np.uint8)
-    if not (labels == 2).any():
+    labels = np.where(endo, BLOOD_POOL, np.where(epi, MYOCARDIUM, BACKGROUND)).astype(np.uint8)
+    if not (labels == MYOCARDIUM).any():
         raise RuntimeError(f"{plan.subject_id} {anatomy.location}: empty myocardium")
     # normalize the regional variation so the labelled myocardium averages to the cohort value
-    t2_scale = plan.myocardium_t2star_ms / float(center.t2star_factor[labels == 2].mean())
+    t2_scale = plan.myocardium_t2star_ms / float(center.t2star_factor[labels == MYOCARDIUM].mean())
 
     s0, ff, t2 = _tissue_tables(cfg, plan.myocardium_t2star_ms, plan.liver_t2star_ms)
     tissue = _majority_tissue(fine.tissue, center.tissue, o)
     truth = t2[tissue]
     myo_field = (t2_scale * center.t2star_factor).astype(np.float32)
-    truth = np.where((tissue == _MYO) | (labels == 2), myo_field, truth).astype(np.float32)
+    truth = np.where((tissue == _MYO) | (labels == MYOCARDIUM), myo_field, truth).astype(np.float32)
 
     te_ms = cfg.echoes.te_ms
     fat = fat_phasors(cfg.fat_spectrum, cfg.field_strength_t, te_ms)
@@ -149,7 +150,7 @@ def _synthesize_slice(
         reference = cfg.tissues["myocardium"].s0 * math.exp(
             -float(te_ms[0]) / acq.snr_reference_t2star_ms
         )
-        sigma = reference * float(rss[labels == 2].mean()) / acq.snr
+        sigma = reference * float(rss[labels == MYOCARDIUM].mean()) / acq.snr
     sens = coils.sensitivities(y_f, x_f)
     images = acquire(obj, sens, cfg.grid, acq, sigma, plan.rng, workers=workers)
 

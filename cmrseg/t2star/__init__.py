@@ -30,15 +30,7 @@ from cmrseg.t2star.quantify import (
     slice_noise_sigma,
     t2star_map,
 )
-from cmrseg.t2star.regions import (
-    aha_segment_map,
-    core_erosion_px,
-    estimate_rv_insertion,
-    lv_centroid,
-    sector_map,
-    septal_roi_mask,
-    wall_core_mask,
-)
+from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
 from cmrseg.t2star.signal import (
     estimate_noise_sigma,
     mono_exp,
@@ -47,7 +39,7 @@ from cmrseg.t2star.signal import (
     noise_floor_mean,
     truncation_mask,
 )
-from cmrseg.t2star.status import Status, status_code, status_from_code
+from cmrseg.t2star.status import Status, status_code
 from cmrseg.t2star.table import CSV_COLUMNS, quantify_stack, slice_rows, write_t2star_csv
 
 __all__ = [
@@ -62,17 +54,14 @@ __all__ = [
     "RegionResult",
     "Status",
     "T2StarConfig",
-    "aha_segment_map",
     "core_erosion_px",
     "estimate_noise_sigma",
-    "estimate_rv_insertion",
     "fit_curve_lmfit",
     "fit_curves",
     "fit_loglinear",
     "fit_map",
     "grade_t2star",
     "load_t2star_config",
-    "lv_centroid",
     "mono_exp",
     "mono_exp_noise_corrected",
     "mono_exp_offset",
@@ -81,12 +70,9 @@ __all__ = [
     "quantify_region",
     "quantify_slice",
     "quantify_stack",
-    "sector_map",
-    "septal_roi_mask",
     "slice_noise_sigma",
     "slice_rows",
     "status_code",
-    "status_from_code",
     "t2star_map",
     "truncation_mask",
     "wall_core_mask",

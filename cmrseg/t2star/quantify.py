@@ -9,19 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from cmrseg.core.errors import InputError
+from cmrseg.core.geometry import estimate_rv_insertion, sector_map
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
-from cmrseg.t2star.regions import (
-    MYOCARDIUM,
-    core_erosion_px,
-    estimate_rv_insertion,
-    sector_map,
-    wall_core_mask,
-)
+from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
 from cmrseg.t2star.signal import estimate_noise_sigma
 from cmrseg.t2star.status import Status, status_code
-from cmrseg.utils.errors import InputError
 
 __all__ = [
     "REGIONS",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-import numpy as np
-
-__all__ = ["Status", "status_code", "status_from_code"]
+__all__ = ["Status", "status_code"]
 
 
 class Status(str, Enum):
@@ -29,8 +27,3 @@ _STATUSES: tuple[Status, ...] = tuple(Status)
 def status_code(status: Status) -> int:
     """Return the ``uint8`` code of ``status`` used in status maps (``Status.OK`` is 0)."""
     return _STATUSES.index(status)
-
-
-def status_from_code(code: int | np.integer) -> Status:
-    """Return the :class:`Status` of a status-map code."""
-    return _STATUSES[int(code)]

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from cmrseg.core.atomic import atomic_path
 from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.quantify import RegionResult, quantify_slice
 from cmrseg.t2star.status import Status
-from cmrseg.utils.atomic import atomic_path
 
 __all__ = ["CSV_COLUMNS", "quantify_stack", "slice_rows", "write_t2star_csv"]
 

@@ -14,8 +14,8 @@ import hydra
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.core.errors import InputError
 from cmrseg.modules.transfer import load_checkpoint
-from cmrseg.utils.errors import InputError
 
 __all__ = [
     "INFERENCE_SETTINGS",

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from cmrseg.utils.errors import InputError
+from cmrseg.core.errors import InputError
 
 __all__ = ["extras", "metric_value", "task_wrapper"]
 

@@ -11,7 +11,7 @@ from lightning import Callback, LightningDataModule
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
-from cmrseg.utils.errors import InputError
+from cmrseg.core.errors import InputError
 
 __all__ = [
     "instantiate_callbacks",

@@ -11,7 +11,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from cmrseg.utils.atomic import atomic_path
+from cmrseg.core.atomic import atomic_path
 
 __all__ = ["WANDB_ID_FILE", "wandb_logger"]
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from cmrseg.utils.atomic import atomic_path
+from cmrseg.core.atomic import atomic_path
 
 __all__ = ["TABLE1_METRICS", "format_table1", "table1_rows", "write_table1"]
 

@@ -1,9 +1,9 @@
-"""The predict interface shared by every segmenter (U-Nets now, GAC and region growing too).
+"""From class scores to echo-stack labels, the same way for every network.
 
-A segmenter is any callable module that maps images ``[B, C, H, W]`` to per-class scores
-``[B, K, H, W]`` (logits, probabilities or one-hot; only the arg-max matters) and says which of
-its ``K`` classes are myocardium. :func:`logits_to_labels` turns those scores into the echo-stack
-label coding (0 background, 1 LV blood pool, 2 LV myocardium) the same way for all of them:
+A network maps images ``[B, C, H, W]`` to per-class scores ``[B, K, H, W]`` (logits,
+probabilities or one-hot; only the arg-max matters) and says which of its ``K`` classes are
+myocardium. :func:`logits_to_labels` turns those scores into the echo-stack label coding
+(:mod:`cmrseg.core.labels`: 0 background, 1 LV blood pool, 2 LV myocardium):
 
 1. arg-max over classes; myocardium = the pixels whose class is in ``myocardium_classes``
    (so 16 AHA sectors merge into one myocardium);
@@ -17,26 +17,16 @@ Steps 2-3 run on the CPU with scipy, one slice at a time (a few ms per 192 x 256
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["Segmenter", "logits_to_labels", "predict_labels"]
+from cmrseg.core.labels import BLOOD_POOL, MYOCARDIUM
+
+__all__ = ["logits_to_labels"]
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-@runtime_checkable
-class Segmenter(Protocol):
-    """What every segmenter offers to training, evaluation and prediction code."""
-
-    myocardium_classes: tuple[int, ...]
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Map images ``[B, C, H, W]`` to class scores ``[B, K, H, W]``."""
-        ...
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -78,24 +68,6 @@ def logits_to_labels(
     for i, myo in enumerate(myocardium):
         if keep_largest_component:
             myo = _largest_component(myo)
-        labels[i][ndimage.binary_fill_holes(myo)] = 1
-        labels[i][myo] = 2
+        labels[i][ndimage.binary_fill_holes(myo)] = BLOOD_POOL
+        labels[i][myo] = MYOCARDIUM
     return torch.from_numpy(labels).to(logits.device)
-
-
-@torch.no_grad()
-def predict_labels(
-    segmenter: Segmenter, images: torch.Tensor, *, keep_largest_component: bool
-) -> torch.Tensor:
-    """Run a segmenter (already in eval mode) and return uint8 labels ``[B, H, W]``.
-
-    Args:
-        segmenter: Any :class:`Segmenter`.
-        images: Network input ``[B, C, H, W]``.
-        keep_largest_component: See :func:`logits_to_labels`.
-    """
-    return logits_to_labels(
-        segmenter(images),
-        segmenter.myocardium_classes,
-        keep_largest_component=keep_largest_component,
-    )
