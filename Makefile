@@ -6,16 +6,27 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export WANDB_MODE ?= offline
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install lock demo test test-all lint format clean
 
 install: $(STAMP)
 
-# torch first, pinned: that picks the CPU wheel on disk instead of a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt (the lock). torch first: that picks the CPU wheel on disk
+# instead of a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Rewrite constraints.txt from the ranges in pyproject.toml (newest matching releases).
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet torch==2.13.0
+	$(VENV)-lock/bin/pip install --quiet '.[dev]'
+	{ head -n 2 constraints.txt; $(VENV)-lock/bin/pip freeze | grep -v '^cmrseg' | sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(VENV)-lock
 
 # synthesize the default cohort, train the U-Net, evaluate it, predict new patients: outputs/demo/
 demo: install
@@ -27,9 +38,11 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
+# ruff, and notebooks committed without outputs (nbstripout, as the pre-commit hook does)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -317,3 +318,13 @@ def test_truncated_files(tmp_path, rng, caplog, capsys):
     assert str(written.paths[3]) in err
     assert "cannot read pixel data" in err
     assert not out.exists()
+
+
+def test_missing_pydicom_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    (tmp_path / "in").mkdir()
+    monkeypatch.delitem(sys.modules, "cmrseg.data.dicom", raising=False)
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom -> ModuleNotFoundError
+    assert main([str(tmp_path / "in"), str(tmp_path / "out.h5")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cmrseg-import-dicom: error: needs pydicom: pip install 'cmrseg[dicom]'"]
+    assert not (tmp_path / "out.h5").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -230,3 +232,16 @@ def test_bad_inputs_are_refused() -> None:
         _options("biexponential")
     with pytest.raises(ValueError, match="min_echoes"):
         _options("mono", min_echoes=2)
+
+
+def test_lmfit_is_imported_only_by_the_reference_fitter():
+    code = (
+        "import sys, numpy as np, cmrseg.t2star as t\n"
+        "assert 'lmfit' not in sys.modules, 'imported with the package'\n"
+        "opts = t.FitOptions(model='mono', t2star_bounds_ms=(1.0, 200.0), min_echoes=3,"
+        " min_r2=0.5, n_coils=4, truncation_factor=2.0)\n"
+        "te = np.linspace(3.0, 21.0, 8)\n"
+        "fit = t.fit_curve_lmfit(te, 100 * np.exp(-te / 20.0), opts)\n"
+        "assert 'lmfit' in sys.modules and abs(fit.t2star_ms - 20.0) < 1e-3\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

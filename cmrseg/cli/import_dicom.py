@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from cmrseg.cli._common import run_cli, setup_logging
 from cmrseg.core.atomic import atomic_path
 from cmrseg.core.errors import InputError
-from cmrseg.data.dicom import import_dicom, write_key_file
 from cmrseg.data.echo_stack import write_echo_stack
 
 __all__ = ["main"]
@@ -80,6 +80,9 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_paths(args)
+    # pydicom comes with the `dicom` extra; imported here so that a missing one is one line
+    from cmrseg.data.dicom import import_dicom, write_key_file
+
     result = import_dicom(
         args.dicom_dir,
         series_description=args.series_description,
@@ -98,4 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (0 ok, 2 refused input)."""
     args = _parser().parse_args(argv)
     setup_logging(args.verbose)
-    return run_cli(PROG, lambda: _run(args))
+    try:
+        return run_cli(PROG, lambda: _run(args))
+    except ModuleNotFoundError as err:
+        if err.name != "pydicom":
+            raise
+        print(f"{PROG}: error: needs pydicom: pip install 'cmrseg[dicom]'", file=sys.stderr)
+        return 1

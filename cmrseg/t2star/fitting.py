@@ -11,9 +11,8 @@ start, then projected Levenberg-Marquardt on ``(S0, R2* = 1/T2*)`` with per-curv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import lmfit
 import numpy as np
 from scipy import stats
 
@@ -25,6 +24,9 @@ from cmrseg.t2star.signal import (
     truncation_mask,
 )
 from cmrseg.t2star.status import Status, status_code
+
+if TYPE_CHECKING:
+    import lmfit
 
 __all__ = [
     "SIGNAL_MODELS",
@@ -484,6 +486,9 @@ def fit_map(
 
 
 def _lmfit_model(model: str) -> lmfit.Model:
+    # imported here: only this reference fitter needs lmfit (about 0.5 s to import)
+    import lmfit
+
     if model == "mono_offset":
         return lmfit.Model(mono_exp_offset, independent_vars=["te_ms"])
     if model == "noise_corrected":
