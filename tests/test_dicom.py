@@ -18,8 +18,8 @@ from cmrseg.cli.import_dicom import main
 from cmrseg.data.dicom import import_dicom
 from cmrseg.data.echo_stack import read_echo_stack
 
-ALICE = dict(patient_id="MRN-48213-X", patient_name="Liddell^Alice")
-BOB = dict(patient_id="MRN-90817-Q", patient_name="Builder^Bob")
+ALICE = dict(patient_id="MRN-48213-X", patient_name="Liddell^Alice^Pleasance^Mrs^OBE", tag="Ax")
+BOB = dict(patient_id="MRN-90817-Q", patient_name="Builder^Robert^Tobias^Mr^MBE", tag="Bx")
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def _slices_of(stack, subject: str) -> list[int]:
 
 
 def _cohort(root: Path, rng: np.random.Generator) -> tuple[dict[str, Patient], dict[str, Written]]:
-    """Alice: one series with rescale; Bob: one series per echo, implicit VR, flipped normal."""
+    """Alice: one series with rescale; Bob: one series per echo, implicit VR, rotated view."""
     patients = {"alice": Patient(**ALICE), "bob": Patient(**BOB)}
     written = {
         "alice": write_series(
@@ -55,7 +55,7 @@ def _cohort(root: Path, rng: np.random.Generator) -> tuple[dict[str, Patient], d
             rng,
             series_number=20,
             series_per_echo=True,
-            normal_towards_apex=False,
+            view="rot90",
             explicit_vr=False,
             phase_direction="COL",
         ),
@@ -79,13 +79,14 @@ def test_cli_imports_pseudonymized_cohort(tmp_path, rng, caplog, capsys):
     with key_file.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["subject_id"] for r in rows] == ["S0001", "S0002"]
+    assert [r["visit"] for r in rows] == ["1", "1"]
     by_patient = {r["patient_id"]: r for r in rows}
     assert set(by_patient) == {ALICE["patient_id"], BOB["patient_id"]}
     for patient in patients.values():
         assert by_patient[patient.patient_id]["study_instance_uid"] == patient.study_uid
 
     stack = read_echo_stack(out)
-    assert stack.images.shape == (6, len(TE_MS), 12, 16)
+    assert stack.images.shape == (6, len(TE_MS), 24, 32)
     np.testing.assert_allclose(stack.te_ms, np.tile(np.float32(TE_MS), (6, 1)))
     assert stack.slice_location == ["base", "mid", "apex"] * 2
     np.testing.assert_allclose(stack.pixel_spacing_mm, np.tile([1.5, 1.25], (6, 1)))
@@ -95,8 +96,8 @@ def test_cli_imports_pseudonymized_cohort(tmp_path, rng, caplog, capsys):
         assert len(index) == 3
         for position, i in enumerate(index):  # base, mid, apex by geometry
             np.testing.assert_array_equal(stack.images[i], written[name].images[position])
-        expected_axis = 1 if name == "alice" else 0  # ROW -> columns axis, COL -> rows axis
-        assert stack.phase_encoding_axis[index].tolist() == [expected_axis] * 3
+        # Alice: ROW -> columns axis; Bob: COL -> rows axis as stored, columns once rotated
+        assert stack.phase_encoding_axis[index].tolist() == [1] * 3
     # Rescale was applied: the smallest stored value of Alice is >= 0, times 2.5, plus 7.
     alice = _slices_of(stack, by_patient[ALICE["patient_id"]]["subject_id"])
     assert stack.images[alice].min() >= 7.0
@@ -159,10 +160,16 @@ def test_two_positions_are_ordered_but_not_labelled(tmp_path, rng):
 def test_normal_perpendicular_to_apex_direction_leaves_location_unknown(tmp_path, rng, caplog):
     caplog.set_level(logging.INFO, logger="cmrseg")
     row, col = np.array([0.0, 0.0, 1.0]), np.array([1.0, -1.0, 0.0]) / np.sqrt(2)
-    write_series(tmp_path, Patient(**ALICE), rng, cosines=(row, col))
-    stack = import_dicom(tmp_path, progress=False).stack
-    assert stack.slice_location == ["", "", ""]
+    written = write_series(tmp_path, Patient(**ALICE), rng, cosines=(row, col))
+    result = import_dicom(tmp_path, progress=False)
+    assert result.stack.slice_location == ["", "", ""]
     assert "perpendicular" in caplog.text
+    # no standard view is defined for such a plane: kept as stored, with a warning
+    for image in result.stack.images:  # slice order comes from the image centres here
+        assert any(np.array_equal(image, stored) for stored in written.stored)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "S0001 visit 1, series 10 'T2star_gre_8echo': kept in the scanner's view" in warnings[0]
 
 
 def _mark_ge_phase(ds: pydicom.Dataset) -> None:
@@ -236,7 +243,7 @@ def test_no_multi_echo_series_exits_2(tmp_path, rng, capsys):
 
 @pytest.mark.parametrize(
     ("bob_kwargs", "mismatch"),
-    [(dict(te_ms=TE_MS[:6]), "6 echoes"), (dict(rows=10), "10x16")],
+    [(dict(te_ms=TE_MS[:6]), "6 echoes"), (dict(rows=10), "10x32")],
 )
 def test_mismatched_shapes_are_refused(tmp_path, rng, capsys, bob_kwargs, mismatch):
     root, out, key_file = tmp_path / "dicom", tmp_path / "out.h5", tmp_path / "key.csv"

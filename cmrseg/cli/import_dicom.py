@@ -28,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Turn the multi-echo GRE DICOM series found under DIR into one echo-stack HDF5 "
-            "file with new subject keys (S0001, ...). No names, IDs, dates, institutions or "
-            "UIDs are copied."
+            "file with new subject keys (S0001, ...; one per patient, follow-up studies are "
+            "visits of it), each slice in the standard short-axis view. No names, IDs, dates, "
+            "institutions or UIDs are copied."
         ),
     )
     parser.add_argument("dicom_dir", type=Path, metavar="DIR", help="folder searched recursively")
@@ -40,8 +41,28 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help=(
-            "write the mapping subject_id,patient_id,study_instance_uid to this CSV file; "
-            "without it the mapping is written nowhere"
+            "write the mapping subject_id,visit,patient_id,study_instance_uid,study_date to "
+            "this CSV file, one row per imported subject and visit; without it the mapping is "
+            "written nowhere"
+        ),
+    )
+    parser.add_argument(
+        "--visit",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "import only visit N (1-based, by study date) of every patient; by default all "
+            "visits are imported under one subject key per patient. Keys are the same for "
+            "every import of one folder, so baseline and follow-up can go to separate files"
+        ),
+    )
+    parser.add_argument(
+        "--no-reorient",
+        action="store_true",
+        help=(
+            "keep the scanner's view instead of rotating/flipping each slice to the standard "
+            "short-axis view (anterior up, septum left)"
         ),
     )
     parser.add_argument(
@@ -86,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     result = import_dicom(
         args.dicom_dir,
         series_description=args.series_description,
+        visit=args.visit,
+        reorient=not args.no_reorient,
         progress=not args.no_progress,
     )
     with contextlib.ExitStack() as stack:
