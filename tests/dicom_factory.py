@@ -136,7 +136,7 @@ class Patient:
             "AdmittingDiagnosesDescription": f"iron overload since 2011-03-14 {t}",
             "PatientComments": f"born 23/07/1961, last MRI 14 Mar 2011 {t}",
             "PerformedProcedureStepID": f"PPS{t}42",
-            "PerformedProcedureStepDescription": f"T2star heart {t}",
+            "PerformedProcedureStepDescription": f"Cardiac siderosis workup {t}",
             "ContentCreatorName": f"Fairweather{t}^Ottoline",
         }
 

@@ -5,14 +5,29 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import TE_MS, Patient, Written, write_localizer, write_series
+from dicom_factory import (
+    LV_BLOOD,
+    RV_BLOOD,
+    TE_MS,
+    VIEWS,
+    Patient,
+    Written,
+    anatomy,
+    write_localizer,
+    write_series,
+)
+from pydicom.encaps import encapsulate
+from pydicom.pixels import get_decoder, get_encoder
+from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from cmrseg.cli.import_dicom import main
 from cmrseg.data.dicom import import_dicom
@@ -335,3 +350,395 @@ def test_missing_pydicom_is_one_line_naming_the_extra(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["cmrseg-import-dicom: error: needs pydicom: pip install 'cmrseg[dicom]'"]
     assert not (tmp_path / "out.h5").exists()
+
+
+# --------------------------------------------------------------------------- orientation
+
+
+def _header_tissue(path: Path) -> np.ndarray:
+    """Tissue of every stored pixel, from the file's own geometry (checks the factory)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    o = np.array(ds.ImageOrientationPatient, float)
+    dr, dc = (float(v) for v in ds.PixelSpacing)
+    i, j = np.indices((int(ds.Rows), int(ds.Columns)))
+    points = (
+        np.array(ds.ImagePositionPatient, float)
+        + j[..., None] * dc * o[:3]
+        + i[..., None] * dr * o[3:]
+    )
+    return anatomy(points)[0]
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_every_view_imports_as_the_standard_view(tmp_path, rng, caplog, view):
+    caplog.set_level(logging.INFO, logger="cmrseg")
+    written = write_series(tmp_path, Patient(**ALICE), rng, view=view, phase_direction="ROW")
+    # the header geometry of the file says where each stored pixel's anatomy is
+    stored_tissue = _header_tissue(written.paths[0])
+    assert stored_tissue.shape == written.stored[0].shape[1:]
+    result = import_dicom(tmp_path, progress=False)
+    stack = result.stack
+    np.testing.assert_array_equal(stack.images, np.stack(written.images))
+    np.testing.assert_allclose(stack.pixel_spacing_mm, np.tile([1.5, 1.25], (3, 1)), rtol=1e-5)
+    transposed = view in ("rot90", "rot270", "transpose", "antitranspose")
+    assert stack.phase_encoding_axis.tolist() == [0 if transposed else 1] * 3
+    # the standard view of the anatomy: anterior up, septum (towards the RV) on the left
+    for tissue in written.tissue:
+        rv = np.argwhere(tissue == RV_BLOOD).mean(axis=0)
+        lv = np.argwhere(tissue == LV_BLOOD).mean(axis=0)
+        assert rv[1] < lv[1] - 3  # RV left of the LV
+        assert rv[0] < lv[0]  # and anterior (up)
+    expected = {
+        "standard": "already in the standard view",
+        "rot90": "rotated 90 degrees clockwise",
+        "rot180": "rotated 180 degrees",
+        "rot270": "rotated 90 degrees counterclockwise",
+        "fliplr": "flipped left-right",
+        "flipud": "flipped up-down",
+        "transpose": "flipped about the main diagonal",
+        "antitranspose": "flipped about the anti-diagonal",
+    }[view]
+    assert result.view == [f"{expected} (anterior 0 degrees from up)"] * 3
+    assert f"S0001 visit 1, series 10 'T2star_gre_8echo': {expected}" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_no_reorient_keeps_the_scanner_view(tmp_path, rng, caplog):
+    caplog.set_level(logging.INFO, logger="cmrseg")
+    root, out = tmp_path / "dicom", tmp_path / "out.h5"
+    written = write_series(root, Patient(**ALICE), rng, view="rot90", phase_direction="COL")
+    assert main([str(root), str(out), "--no-reorient", "--no-progress"]) == 0
+    stack = read_echo_stack(out)
+    np.testing.assert_array_equal(stack.images, np.stack(written.stored))
+    np.testing.assert_allclose(stack.pixel_spacing_mm, np.tile([1.25, 1.5], (3, 1)), rtol=1e-5)
+    assert stack.phase_encoding_axis.tolist() == [0] * 3
+    assert "kept in the scanner's view: --no-reorient" in caplog.text
+
+
+@pytest.mark.parametrize(("inplane_deg", "warned"), [(20.0, False), (-40.0, True)])
+def test_residual_in_plane_angle(tmp_path, rng, caplog, inplane_deg, warned):
+    caplog.set_level(logging.INFO, logger="cmrseg")
+    written = write_series(tmp_path, Patient(**ALICE), rng, view="rot180", inplane_deg=inplane_deg)
+    result = import_dicom(tmp_path, progress=False)
+    # nearest 90-degree step: here a half turn of the stored pixels, nothing resampled
+    np.testing.assert_array_equal(
+        result.stack.images, np.stack([np.rot90(s, 2, axes=(1, 2)) for s in written.stored])
+    )
+    assert (
+        result.view
+        == [f"rotated 180 degrees (anterior {abs(inplane_deg):.0f} degrees from up)"] * 3
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        assert "no 90-degree step brings this oblique plane" in warnings[0]
+
+
+def test_field_strength(tmp_path, rng):
+    write_series(tmp_path / "a", Patient(**ALICE), rng, field_strength_t=3.0)
+    write_series(tmp_path / "b", Patient(**BOB), rng, field_strength_t=None, series_number=20)
+    result = import_dicom(tmp_path, progress=False)
+    by_patient = {k.patient_id: k.subject_id for k in result.keys}
+    for patient_id, expected in ((ALICE["patient_id"], 3.0), (BOB["patient_id"], np.nan)):
+        index = _slices_of(result.stack, by_patient[patient_id])
+        np.testing.assert_array_equal(result.field_strength_t[index], [expected] * 3)
+
+
+# --------------------------------------------------------------------------- subjects and visits
+
+
+def test_two_studies_of_one_patient_are_visits_of_one_subject(tmp_path, rng, caplog, capsys):
+    caplog.set_level(logging.INFO, logger="cmrseg")
+    root = tmp_path / "dicom"
+    follow_up = Patient(**ALICE, study_date="20210302")
+    baseline = Patient(**ALICE, study_date="20190105")
+    written_follow_up = write_series(root / "later", follow_up, rng, view="fliplr")
+    written_baseline = write_series(root / "earlier", baseline, rng, series_number=30)
+    written_bob = write_series(root / "bob", Patient(**BOB), rng, series_number=40)
+
+    result = import_dicom(root, progress=False)
+    stack = result.stack
+    alice = next(k.subject_id for k in result.keys if k.patient_id == ALICE["patient_id"])
+    index = _slices_of(stack, alice)
+    assert len(index) == 6 and index == list(range(index[0], index[0] + 6))  # together
+    assert result.visit[index].tolist() == [1, 1, 1, 2, 2, 2]
+    assert [stack.slice_location[i] for i in index] == ["base", "mid", "apex"] * 2
+    expected = np.stack(written_baseline.images + written_follow_up.images)
+    np.testing.assert_array_equal(stack.images[index], expected)
+    assert len(set(stack.subject_id)) == 2
+
+    key_file = tmp_path / "key.csv"
+    outs = {v: tmp_path / f"visit{v}.h5" for v in (1, 2)}
+    for v, out in outs.items():
+        assert main([str(root), str(out), "--visit", str(v), "--key-file", str(key_file)]) == 0
+    with key_file.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [
+        {
+            "subject_id": alice,
+            "visit": "2",
+            "patient_id": ALICE["patient_id"],
+            "study_instance_uid": follow_up.study_uid,
+            "study_date": "20210302",
+        }
+    ]
+    visit_1, visit_2 = (read_echo_stack(outs[v]) for v in (1, 2))
+    assert visit_2.subject_id == [alice] * 3  # the same key in both files
+    np.testing.assert_array_equal(visit_2.images, np.stack(written_follow_up.images))
+    assert sorted(set(visit_1.subject_id)) == sorted(set(stack.subject_id))
+    assert len(visit_1.subject_id) == 6
+    bob_index = _slices_of(
+        visit_1,
+        next(
+            k.subject_id for k in result.keys if k.visit == 1 and k.patient_id == BOB["patient_id"]
+        ),
+    )
+    np.testing.assert_array_equal(visit_1.images[bob_index], np.stack(written_bob.images))
+    assert "left out, 1 visit(s) and no visit 2" in caplog.text
+
+    assert main([str(root), str(tmp_path / "v3.h5"), "--visit", "3"]) == 2
+    assert "no patient has a visit 3" in capsys.readouterr().err
+    assert not (tmp_path / "v3.h5").exists()
+
+
+def test_subject_keys_do_not_depend_on_the_studies(tmp_path, rng):
+    root = tmp_path / "dicom"
+    write_series(root, Patient(**ALICE), rng)
+    write_series(root, Patient(**BOB), rng, series_number=20)
+    first = {k.patient_id: k.subject_id for k in import_dicom(root, progress=False).keys}
+    write_series(root, Patient(**BOB, study_date="20230101"), rng, series_number=50)
+    second = {k.patient_id: k.subject_id for k in import_dicom(root, progress=False).keys}
+    assert first == second
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _compression(uid: str) -> None:
+    if not get_encoder(uid).is_available:
+        pytest.skip(f"no encoder for {uid.name} installed (pip install 'cmrseg[dicom]')")
+    if not get_decoder(uid).is_available:
+        pytest.skip(f"no decoder for {uid.name} installed (pip install 'cmrseg[dicom]')")
+
+
+@pytest.mark.parametrize("uid", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_compressed_series(tmp_path, rng, uid):
+    _compression(uid)
+    patient = Patient(**ALICE)
+    # 32 x 40: OpenJPEG's default 6 resolution levels need >= 32 pixels a side
+    written = write_series(
+        tmp_path, patient, rng, transfer_syntax=uid, view="rot270", rows=32, cols=40
+    )
+    assert pydicom.dcmread(written.paths[0]).file_meta.TransferSyntaxUID == uid
+    stack = import_dicom(tmp_path, progress=False).stack
+    np.testing.assert_array_equal(stack.images, np.stack(written.images))
+
+
+def test_undecodable_transfer_syntax_is_refused_before_any_pixel_is_read(tmp_path, rng, capsys):
+    root, out, key_file = tmp_path / "dicom", tmp_path / "out.h5", tmp_path / "key.csv"
+    write_series(root, Patient(**BOB), rng, series_number=20)
+    written = write_series(root, Patient(**ALICE), rng)
+    ds = pydicom.dcmread(written.paths[4])
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(written.paths[4], enforce_file_format=True)
+    before = _snapshot(root)
+    assert main([str(root), str(out), "--key-file", str(key_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert str(written.paths[4]) in err
+    assert "MPEG2 Main Profile / Main Level" in err
+    assert "nothing was written" in err
+    assert not out.exists() and not key_file.exists()
+    assert _snapshot(root) == before
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_echo_at_one_position_is_refused(tmp_path, rng, capsys):
+    root, out = tmp_path / "dicom", tmp_path / "out.h5"
+    written = write_series(root, Patient(**ALICE), rng)
+    lost = written.paths[len(TE_MS) + 3]  # mid position, echo 4
+    lost.unlink()
+    assert main([str(root), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "echo time(s) 11.01 ms missing" in err
+    mid_files = [p for p in written.paths[len(TE_MS) : 2 * len(TE_MS)] if p.exists()]
+    assert str(mid_files[0]) in err
+    assert not out.exists()
+
+
+def test_inconsistent_echo_times_across_positions_are_refused(tmp_path, rng, capsys):
+    root, out = tmp_path / "dicom", tmp_path / "out.h5"
+    written = write_series(root, Patient(**ALICE), rng)
+    for path in written.paths[: len(TE_MS)]:  # one position acquired with other echo times
+        ds = pydicom.dcmread(path)
+        ds.EchoTime = f"{float(ds.EchoTime) + 0.5:g}"
+        ds.save_as(path)
+    assert main([str(root), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "every slice of a multi-echo series needs the same echo times" in err
+    assert str(written.paths[0].parent) in err
+    assert not out.exists()
+
+
+def test_non_gre_series_only_is_refused(tmp_path, rng, caplog, capsys):
+    caplog.set_level(logging.INFO, logger="cmrseg")
+    root, out = tmp_path / "dicom", tmp_path / "out.h5"
+    written = write_series(root, Patient(**ALICE), rng, description="T2_multi_echo_SE")
+    for path in written.paths:
+        ds = pydicom.dcmread(path)
+        ds.ScanningSequence = "SE"
+        ds.save_as(path)
+    assert main([str(root), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no multi-echo series" in err
+    assert "not gradient echo (ScanningSequence SE)" in caplog.text
+    assert not out.exists()
+
+
+def test_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    assert main([str(tmp_path / "in"), str(tmp_path / "out.h5")]) == 2
+    assert "no files in this folder" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5").exists()
+
+
+# --------------------------------------------------------------------------- pseudonymization
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+def _date_forms(yyyymmdd: str) -> list[str]:
+    """One date in the ways people and programs write it."""
+    y, m, d = yyyymmdd[:4], yyyymmdd[4:6], yyyymmdd[6:8]
+    month = _MONTHS[int(m) - 1]
+    forms = [f"{y}{m}{d}", f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{y}/{m}/{d}", f"{d}.{m}.{y}"]
+    forms += [f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}-{m}-{y}", f"{d}{m}{y}", f"{y[2:]}{m}{d}"]
+    forms += [f"{int(d)} {month} {y}", f"{month} {int(d)}, {y}", f"{d}-{month}-{y}"]
+    return forms
+
+
+def _time_forms(hhmmss: str) -> list[str]:
+    h, m, s = hhmmss[:2], hhmmss[2:4], hhmmss[4:6]
+    return [f"{h}{m}{s}", f"{h}:{m}:{s}"]
+
+
+def _secrets(patient: Patient, written: Written) -> dict[str, str]:
+    """Every identifying string of a patient, its parts, and its dates in many forms."""
+    found: dict[str, str] = {}
+    for keyword, value in patient.attributes().items():
+        if keyword in ("PatientAge", "PatientSize", "PatientWeight"):
+            found[value] = keyword  # short numbers: searched as written
+            continue
+        found[value] = keyword
+        for part in re.split(r"[\^ ,]+", value):  # every part of a name or address
+            if len(part) >= 4 and not part.isdigit():
+                found[part] = keyword
+        for date in re.findall(r"(?<!\d)(?:19|20)\d{6}(?!\d)", value):
+            found.update(dict.fromkeys(_date_forms(date), keyword))
+        if keyword.endswith("DateTime"):
+            found.update(dict.fromkeys(_date_forms(value[:8]) + _time_forms(value[8:]), keyword))
+        elif keyword.endswith("Time"):
+            found.update(dict.fromkeys(_time_forms(value), keyword))
+    for date in ("19610723", "20190502", "20110314", "20191105"):  # also written as free text
+        found.update(dict.fromkeys(_date_forms(date), "a date"))
+    found.update(dict.fromkeys(written.uids, "UID"))
+    return {k: v for k, v in found.items() if k}
+
+
+def _h5_contents(path: Path) -> list[bytes]:
+    """Raw bytes of the file, then every dataset's and attribute's decoded content."""
+    out = [path.read_bytes()]
+    with h5py.File(path, "r") as f:
+
+        def visit(name: str, obj: object) -> None:
+            out.append(name.encode())
+            for key, value in obj.attrs.items():
+                out.append(f"{key}={value!r}".encode())
+            if isinstance(obj, h5py.Dataset):
+                data = obj[()]
+                if obj.dtype.kind == "O":
+                    out.append(
+                        " ".join(
+                            v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(data)
+                        ).encode()
+                    )
+                else:
+                    out.append(np.ascontiguousarray(data).tobytes())
+
+        out.append(repr(dict(f.attrs)).encode())
+        f.visititems(visit)
+    return out
+
+
+def test_pseudonymization(tmp_path, rng, caplog, capsys):
+    """No identifying attribute of PS3.15's basic profile, nor a part or a date form of it."""
+    caplog.set_level(logging.DEBUG)
+    root, out, key_file = tmp_path / "dicom", tmp_path / "out.h5", tmp_path / "key.csv"
+    patients = {
+        "alice": Patient(**ALICE),
+        "alice2": Patient(**ALICE, study_date="20190502"),
+        "bob": Patient(**BOB),
+    }
+    written = {
+        "alice": write_series(root, patients["alice"], rng, view="transpose"),
+        "alice2": write_series(
+            root, patients["alice2"], rng, series_number=30, series_per_echo=True
+        ),
+        "bob": write_series(root, patients["bob"], rng, series_number=20, explicit_vr=False),
+    }
+    loc = write_localizer(root, patients["bob"], rng)  # skipped series are logged too
+    written["bob"].uids += loc.uids
+
+    assert main([str(root), str(out), "--key-file", str(key_file), "--verbose"]) == 0
+    stderr = capsys.readouterr().err
+    messages = "\n".join(caplog.messages) + "\n" + stderr
+    # the log's own time stamps are today's date, not the patient's: look past them
+    messages = re.sub(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} ", "", messages, flags=re.M)
+    h5 = [b.lower() for b in _h5_contents(out)]
+    with key_file.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    secrets: dict[str, str] = {}
+    for name, patient in patients.items():
+        secrets.update(_secrets(patient, written[name]))
+    assert len(secrets) > 250
+    for secret, source in secrets.items():
+        needle = secret.lower()
+        assert not any(needle.encode() in blob for blob in h5), (secret, source)
+        if source not in ("SeriesDescription",):
+            assert needle not in messages.lower(), (secret, source)
+    # no date-like string at all in the log messages
+    assert not re.search(r"(?<![\d.])(?:19|20)\d{2}[-/.]?\d{2}[-/.]?\d{2}(?![\d.])", messages)
+
+    # the key file: its documented columns, and no identifier besides PatientID,
+    # StudyInstanceUID and StudyDate (the mapping it exists for)
+    assert list(rows[0]) == [
+        "subject_id",
+        "visit",
+        "patient_id",
+        "study_instance_uid",
+        "study_date",
+    ]
+    pairs = sorted((r["patient_id"], r["visit"]) for r in rows)
+    assert pairs == [
+        (ALICE["patient_id"], "1"),
+        (ALICE["patient_id"], "2"),
+        (BOB["patient_id"], "1"),
+    ]
+    assert len(rows) == 3
+    allowed = set()
+    for patient in patients.values():
+        allowed |= {patient.patient_id, patient.study_uid, patient.study_date}
+    cells = {
+        cell for row in rows for key, cell in row.items() if key not in ("subject_id", "visit")
+    }
+    assert cells <= allowed
+    key_text = key_file.read_text().lower()
+    for secret, source in secrets.items():
+        if source not in ("PatientID", "StudyInstanceUID", "StudyDate", "a date"):
+            assert secret.lower() not in key_text, (secret, source)
