@@ -441,7 +441,7 @@ def test_field_strength(tmp_path, rng):
     by_patient = {k.patient_id: k.subject_id for k in result.keys}
     for patient_id, expected in ((ALICE["patient_id"], 3.0), (BOB["patient_id"], np.nan)):
         index = _slices_of(result.stack, by_patient[patient_id])
-        np.testing.assert_array_equal(result.field_strength_t[index], [expected] * 3)
+        np.testing.assert_array_equal(result.stack.field_strength_t[index], [expected] * 3)
 
 
 # --------------------------------------------------------------------------- subjects and visits

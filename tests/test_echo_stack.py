@@ -16,6 +16,7 @@ from cmrseg.data.echo_stack import (
     EchoStack,
     EchoStackError,
     EchoStackFile,
+    SliceSource,
     inspect_echo_stack,
     read_echo_stack,
     write_echo_stack,
@@ -38,6 +39,7 @@ def make_stack(seed: int = 0, **optional: bool) -> EchoStack:
         rv_insertion=np.array([[3, 4], [np.nan, np.nan], [5, 6], [1, 2]], np.float32),
         phase_encoding_axis=np.array([0, 0, 1, -1], np.int8),
         t2star_ms=np.where(labels == 2, 20.0, np.nan).astype(np.float32),
+        field_strength_t=np.array([1.5, 1.5, 3.0, np.nan], np.float32),
     )
     for name, keep in optional.items():
         if not keep:
@@ -73,13 +75,19 @@ def test_round_trip_keeps_every_dataset(good_file: Path) -> None:
 
 
 def test_required_only_round_trip(tmp_path: Path) -> None:
-    stack = make_stack(labels=False, rv_insertion=False, phase_encoding_axis=False, t2star_ms=False)
+    stack = make_stack(
+        labels=False,
+        rv_insertion=False,
+        phase_encoding_axis=False,
+        t2star_ms=False,
+        field_strength_t=False,
+    )
     write_echo_stack(tmp_path / "min.h5", stack)
     info = inspect_echo_stack(tmp_path / "min.h5")
     assert info.datasets == {"images", "te_ms", "subject_id", "slice_location", "pixel_spacing_mm"}
     assert (info.n_slices, info.n_echoes, info.height, info.width) == (N, E, H, W)
     assert info.subjects == ["S0001", "S0002"]
-    assert info.rv_insertion is None
+    assert info.rv_insertion is None and info.field_strength_t is None
 
 
 def test_select_keeps_rows_together() -> None:
@@ -210,6 +218,8 @@ REFUSALS: dict[str, tuple[Mutation, str]] = {
     "zero spacing": (_poke("pixel_spacing_mm", (0, 1), 0.0), "pixel_spacing_mm: spacing must be"),
     "pe axis 2": (_poke("phase_encoding_axis", (0,), 2), "phase_encoding_axis: values outside"),
     "negative truth": (_poke("t2star_ms", (0, 0, 0), -5.0), "t2star_ms: T2* must be > 0 ms or NaN"),
+    "zero field": (_poke("field_strength_t", (2,), 0.0), "field_strength_t: field strength must"),
+    "inf field": (_poke("field_strength_t", (1,), np.inf), "field_strength_t: field strength must"),
     "images group": (
         lambda f: (f.__delitem__("images"), f.create_group("images")),
         "images: is a group",
@@ -253,3 +263,39 @@ def test_writer_refuses_mismatched_shapes(tmp_path: Path) -> None:
     with pytest.raises(EchoStackError, match=r"<memory>: subject_id: shape \(3,\)"):
         write_echo_stack(tmp_path / "x.h5", stack)
     assert not list(tmp_path.iterdir())
+
+
+def test_slice_source_is_written_one_slice_at_a_time(tmp_path: Path) -> None:
+    stack = make_stack()
+    images = stack.images.copy()
+    asked: list[int] = []
+
+    def read_slice(i: int) -> np.ndarray:
+        asked.append(i)
+        return images[i]
+
+    stack.images = SliceSource(images.shape, read_slice)
+    ticks: list[int] = []
+    write_echo_stack(tmp_path / "lazy.h5", stack, progress=ticks.append)
+    assert asked == list(range(N)) and ticks == [1] * N
+    np.testing.assert_array_equal(read_echo_stack(tmp_path / "lazy.h5").images, images)
+    assert inspect_echo_stack(tmp_path / "lazy.h5").field_strength_t[2] == 3.0
+
+
+@pytest.mark.parametrize("failure", ["bad value", "reader raises"])
+def test_failing_slice_source_leaves_no_file(tmp_path: Path, failure: str) -> None:
+    stack = make_stack()
+    images = stack.images.copy()
+
+    def read_slice(i: int) -> np.ndarray:
+        if i == N - 1:
+            if failure == "reader raises":
+                raise EchoStackError("scan.dcm", None, "cannot read pixel data")
+            return np.full(images.shape[1:], -1.0, np.float32)
+        return images[i]
+
+    stack.images = SliceSource(images.shape, read_slice)
+    message = "cannot read pixel data" if failure == "reader raises" else "negative values"
+    with pytest.raises(EchoStackError, match=message):
+        write_echo_stack(tmp_path / "lazy.h5", stack)
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage
 from scipy.special import gammaln
 
+from cmrseg.cli.info import summarize
 from cmrseg.cli.synth import main
 from cmrseg.data.echo_stack import inspect_echo_stack, read_echo_stack, write_echo_stack
 from cmrseg.synth import (
@@ -258,6 +259,9 @@ def test_cli_writes_a_valid_file(tmp_path):
     info = inspect_echo_stack(out)
     assert info.n_slices == 3 and info.subject_id == ("S0001",) * 3
     assert {"labels", "rv_insertion", "t2star_ms", "phase_encoding_axis"} <= info.datasets
+    assert info.field_strength_t.tolist() == [1.5] * 3
+    summary = summarize(str(out))
+    assert "field strength  {'1.5 T': 3}" in summary and "slices          3 of 8 echoes" in summary
 
 
 @pytest.mark.parametrize(

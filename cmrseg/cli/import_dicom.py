@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from cmrseg.cli._common import run_cli, setup_logging
 from cmrseg.core.atomic import atomic_path
 from cmrseg.core.errors import InputError
@@ -116,7 +118,15 @@ def _run(args: argparse.Namespace) -> int:
             # The key file moves into place only after OUT.h5 was written completely.
             key_tmp = stack.enter_context(atomic_path(args.key_file))
             write_key_file(key_tmp, result.keys)
-        write_echo_stack(args.output, result.stack)
+        bar = stack.enter_context(
+            tqdm(
+                total=result.stack.n_slices,
+                desc="reading pixel data, writing slices",
+                unit="slice",
+                disable=None if not args.no_progress else True,
+            )
+        )
+        write_echo_stack(args.output, result.stack, progress=bar.update)
     return 0
 
 

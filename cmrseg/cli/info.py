@@ -38,6 +38,9 @@ def summarize(path: str) -> str:
         f"spacing (mm)    {spacing.round(3).tolist()}",
         f"datasets        {sorted(info.datasets)}",
     ]
+    if info.field_strength_t is not None:
+        fields = Counter(f"{t:g} T" if np.isfinite(t) else "unknown" for t in info.field_strength_t)
+        lines.append(f"field strength  {dict(fields)}")
     stack = EchoStackFile(path, info)
     if "labels" in info.datasets:
         area = np.prod(info.pixel_spacing_mm, axis=1)

@@ -93,7 +93,7 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +108,7 @@ from tqdm.auto import tqdm
 
 from cmrseg.core.atomic import atomic_path
 from cmrseg.core.errors import InputError
-from cmrseg.data.echo_stack import EchoStack
+from cmrseg.data.echo_stack import EchoStack, SliceSource
 
 __all__ = [
     "APEX_DIRECTION_LPS",
@@ -179,11 +179,13 @@ class DicomImport:
 
     Attributes:
         stack: The pseudonymized echo stack (``images``, ``te_ms``, ``subject_id``,
-            ``slice_location``, ``pixel_spacing_mm``, ``phase_encoding_axis``).
+            ``slice_location``, ``pixel_spacing_mm``, ``phase_encoding_axis``,
+            ``field_strength_t``). Its images are a :class:`SliceSource`: pixel data are read
+            slice by slice when the stack is written (constant memory), or all at once by
+            ``np.asarray``.
         keys: The mapping back to the source, one row per imported subject and visit; never
             write it anywhere but a key file the user asked for.
         visit: int16 ``[N]``, the visit of each slice (1-based, by study date).
-        field_strength_t: float32 ``[N]``, MagneticFieldStrength in tesla, NaN when unknown.
         view: ``[N]`` what was done to each slice to reach the standard view, e.g. ``rotated
             90 degrees clockwise``, or why it kept the scanner's view.
         n_series_skipped: Number of series (or sets of series) that were not imported.
@@ -192,7 +194,6 @@ class DicomImport:
     stack: EchoStack
     keys: list[SubjectKey]
     visit: np.ndarray
-    field_strength_t: np.ndarray
     view: list[str]
     n_series_skipped: int
 
@@ -826,11 +827,14 @@ def _pixels(image: _Image, view: _View) -> np.ndarray:
     return view.apply(values.astype(np.float32))
 
 
-def _iter_images(slices: list[_Slice], progress: bool) -> Iterator[tuple[int, int, np.ndarray]]:
-    jobs = [(i, e, im, s.view) for i, s in enumerate(slices) for e, im in enumerate(s.images)]
-    bar = tqdm(jobs, desc="reading pixel data", unit="image", disable=None if progress else True)
-    for i, e, im, view in bar:
-        yield i, e, _pixels(im, view)
+def _slice_reader(slices: list[_Slice]) -> Callable[[int], np.ndarray]:
+    """Read slice ``i`` as float32 ``[E, H, W]`` in its view, one image file at a time."""
+
+    def read(i: int) -> np.ndarray:
+        with disable_value_validation():
+            return np.stack([_pixels(im, slices[i].view) for im in slices[i].images])
+
+    return read
 
 
 # --------------------------------------------------------------------------- public API
@@ -933,10 +937,7 @@ def import_dicom(
 
     slices = [s for _, group in groups for s in group]
     _check_decodable(slices)
-    images = np.empty((len(slices), *slices[0].shape), np.float32)
-    with disable_value_validation():
-        for i, e, pixels in _iter_images(slices, progress):
-            images[i, e] = pixels
+    images = SliceSource((len(slices), *slices[0].shape), _slice_reader(slices))
     stack = EchoStack(
         images=images,
         te_ms=np.array([[im.te_ms for im in s.images] for s in slices], dtype=np.float32),
@@ -944,6 +945,7 @@ def import_dicom(
         slice_location=locations,
         pixel_spacing_mm=np.array([s.spacing_mm for s in slices], dtype=np.float32),
         phase_encoding_axis=np.array([s.phase_axis for s in slices], dtype=np.int8),
+        field_strength_t=np.array([s.field_strength_t for s in slices], dtype=np.float32),
     )
     log.info(
         "imported %d slices of %d subjects, %d visits (%d echoes of %d x %d pixels); "
@@ -958,7 +960,6 @@ def import_dicom(
         stack=stack,
         keys=[key for key, _ in groups],
         visit=np.array([key.visit for key, group in groups for _ in group], dtype=np.int16),
-        field_strength_t=np.array([s.field_strength_t for s in slices], dtype=np.float32),
         view=[s.view.description for s in slices],
         n_series_skipped=n_skipped,
     )

@@ -31,6 +31,7 @@ __all__ = [
     "EchoStackError",
     "EchoStackFile",
     "EchoStackInfo",
+    "SliceSource",
     "inspect_echo_stack",
     "read_echo_stack",
     "write_echo_stack",
@@ -83,7 +84,43 @@ _DATASETS: dict[str, _Spec] = {
     "t2star_ms": _Spec(("N", "H", "W"), "float", np.float32, False),
     "labels_pred": _Spec(("N", "H", "W"), "int", np.uint8, False),
     "t2star_map_ms": _Spec(("N", "H", "W"), "float", np.float32, False),
+    "field_strength_t": _Spec(("N",), "float", np.float32, False),
 }
+
+
+class SliceSource:
+    """Images ``[N, E, H, W]`` made one slice at a time: large stacks written in constant memory.
+
+    :func:`write_echo_stack` asks for, checks and writes one slice at a time; indexing with an
+    int gives one slice ``[E, H, W]``, and ``np.asarray(source)`` reads them all.
+
+    Args:
+        shape: ``(N, E, H, W)``.
+        read_slice: Returns slice ``i`` as ``[E, H, W]``; may raise :class:`InputError`.
+    """
+
+    ndim = 4
+
+    def __init__(
+        self, shape: tuple[int, int, int, int], read_slice: Callable[[int], np.ndarray]
+    ) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        self._read_slice = read_slice
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            image = np.asarray(self._read_slice(int(index)), dtype=np.float32)
+            if image.shape != self.shape[1:]:
+                raise ValueError(f"slice {index} has shape {image.shape}, not {self.shape[1:]}")
+            return image
+        return np.stack([self[int(i)] for i in np.arange(self.shape[0])[index]])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        images = self[:]
+        return images if dtype is None else images.astype(dtype)
 
 
 @dataclass
@@ -106,9 +143,11 @@ class EchoStack:
             outside tissue.
         labels_pred: Optional predicted labels, same coding as ``labels``.
         t2star_map_ms: Optional pixel-wise T2* in the predicted myocardium, NaN elsewhere.
+        field_strength_t: Optional main field of the scanner in tesla, float32 ``[N]``, NaN
+            when unknown.
     """
 
-    images: np.ndarray
+    images: np.ndarray | SliceSource
     te_ms: np.ndarray
     subject_id: list[str]
     slice_location: list[str]
@@ -119,6 +158,7 @@ class EchoStack:
     t2star_ms: np.ndarray | None = None
     labels_pred: np.ndarray | None = None
     t2star_map_ms: np.ndarray | None = None
+    field_strength_t: np.ndarray | None = None
 
     @property
     def n_slices(self) -> int:
@@ -162,6 +202,7 @@ class EchoStackInfo:
         pixel_spacing_mm: float32 ``[N, 2]`` spacing.
         rv_insertion: float32 ``[N, 2]`` or ``None`` when the file has none.
         phase_encoding_axis: int8 ``[N]`` or ``None``.
+        field_strength_t: float32 ``[N]`` (NaN unknown) or ``None`` when the file has none.
     """
 
     path: Path
@@ -176,6 +217,7 @@ class EchoStackInfo:
     pixel_spacing_mm: np.ndarray = field(repr=False)
     rv_insertion: np.ndarray | None = field(default=None, repr=False)
     phase_encoding_axis: np.ndarray | None = field(default=None, repr=False)
+    field_strength_t: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def subjects(self) -> list[str]:
@@ -227,6 +269,8 @@ def _check_values(where: str, name: str, value: np.ndarray | list[str], offset: 
         bad(np.isinf(value).any(axis=1), "infinite coordinates (use NaN for unknown)")
     elif name == "phase_encoding_axis":
         bad(~np.isin(value, (-1, 0, 1)), "values outside {-1, 0, 1}")
+    elif name == "field_strength_t":
+        bad(np.isinf(value) | (value <= 0), "field strength must be > 0 T or NaN (unknown)")
     elif name in ("t2star_ms", "t2star_map_ms"):
         bad((np.isinf(value) | (value <= 0)).any(axis=(1, 2)), "T2* must be > 0 ms or NaN")
     elif name == "subject_id":
@@ -367,6 +411,7 @@ def inspect_echo_stack(path: str | os.PathLike[str]) -> EchoStackInfo:
             pixel_spacing_mm=np.asarray(small["pixel_spacing_mm"], dtype=np.float32),
             rv_insertion=_as(small.get("rv_insertion"), np.float32),
             phase_encoding_axis=_as(small.get("phase_encoding_axis"), np.int8),
+            field_strength_t=_as(small.get("field_strength_t"), np.float32),
         )
 
 
@@ -483,12 +528,15 @@ class EchoStackFile:
 
 
 def _validate_stack(stack: EchoStack) -> dict[str, Any]:
+    """Check everything but the images of a :class:`SliceSource` (checked as they are written)."""
     where = "<memory>"
-    images = np.asarray(stack.images)
-    dims = _dims_from_images(where, images.shape)
+    dims = _dims_from_images(where, tuple(stack.images.shape))
     values: dict[str, Any] = {}
     for name, value in stack.present().items():
         spec = _DATASETS[name]
+        if isinstance(value, SliceSource):
+            values[name] = value
+            continue
         if spec.kind == "str":
             value = [str(s) for s in value]
             shape: tuple[int, ...] = (len(value),)
@@ -512,7 +560,8 @@ def write_echo_stack(
 ) -> None:
     """Validate ``stack`` and write it atomically in the contract's format.
 
-    ``images`` is chunked one slice per chunk; the file appears only once it is complete.
+    ``images`` is chunked one slice per chunk; the file appears only once it is complete. Images
+    given as a :class:`SliceSource` are read, checked and written one slice at a time.
 
     Args:
         path: Destination file; an existing file is replaced only on success.
@@ -522,9 +571,11 @@ def write_echo_stack(
 
     Raises:
         EchoStackError: ``stack`` breaks the contract (nothing is written).
+        InputError: A :class:`SliceSource` could not produce a slice (nothing is written).
     """
     values = _validate_stack(stack)
     n, e, h, w = values["images"].shape
+    lazy = isinstance(values["images"], SliceSource)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["version"] = np.int64(FORMAT_VERSION)
@@ -538,7 +589,10 @@ def write_echo_stack(
                     compression=compression,
                 )
                 for i in range(n):
-                    ds[i] = value[i]
+                    image = value[i]
+                    if lazy:
+                        _check_values("<memory>", name, image[None], offset=i)
+                    ds[i] = image
                     if progress is not None:
                         progress(1)
             elif _DATASETS[name].kind == "str":

@@ -203,7 +203,7 @@ def synthesize_cohort(
 
     Returns:
         ``N = 3 * n_subjects`` slices with ``labels``, ``rv_insertion``,
-        ``phase_encoding_axis`` (0) and ``t2star_ms``.
+        ``phase_encoding_axis`` (0), ``t2star_ms`` and ``field_strength_t``.
     """
     plans = cohort.plan(seed, n_subjects)
     slices: list[SyntheticSlice] = []
@@ -231,4 +231,5 @@ def synthesize_cohort(
         rv_insertion=np.stack([s.rv_insertion for s in slices]),
         phase_encoding_axis=np.zeros(n, np.int8),
         t2star_ms=np.stack([s.t2star_ms for s in slices]),
+        field_strength_t=np.full(n, cfg.field_strength_t, np.float32),
     )
