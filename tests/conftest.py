@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cmrseg.conf import CONF_DIR
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
-from cmrseg.utils.config import CONF_DIR
 
 TINY_SIZE = 32  # H = W of the tiny phantom; multiple of the tiny U-Net's size divisor (4)
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import hydra
 import pytest
+from cmrseg.conf import CONF_DIR
 from conftest import compose_config
 from hydra.errors import MissingConfigException
 from lightning import LightningDataModule, LightningModule, Trainer
 from omegaconf import OmegaConf, open_dict
 
-from cmrseg.utils.config import CONF_DIR, fill_missing
+from cmrseg.utils.config import fill_missing
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 

@@ -73,7 +73,7 @@ def test_presets_model_the_acquisition():
     for cfg in (clean, clinical, hard):
         assert cfg.acquisition.sampling == "kspace"
         assert cfg.acquisition.phase_resolution == 0.4
-        assert cfg.grid.shape == (192, 256)
+        assert cfg.grid.shape == [192, 256]
         np.testing.assert_allclose(cfg.echoes.te_ms[[0, -1]], [2.97, 21.68], rtol=1e-6)
         assert np.diff(cfg.echoes.te_ms) == pytest.approx(2.673, abs=1e-3)
     assert 20 <= clinical.acquisition.snr <= 40
