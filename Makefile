@@ -24,7 +24,7 @@ lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install --quiet torch==2.13.0
 	$(VENV)-lock/bin/pip install --quiet '.[dev]'
-	{ head -n 2 constraints.txt; $(VENV)-lock/bin/pip freeze | grep -v '^cmrseg' | sed 's/+cpu$$//'; } > constraints.txt.new
+	{ head -n 2 constraints.txt; $(VENV)-lock/bin/pip freeze --all | grep -v '^pip=' | grep -v '^cmrseg' | sed 's/+cpu$$//'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf $(VENV)-lock
 

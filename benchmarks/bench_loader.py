@@ -24,11 +24,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
+from cmrseg.conf import CONF_DIR
 from cmrseg.data.datamodule import EpochSampler, collate_samples
 from cmrseg.data.dataset import EchoStackDataset
 from cmrseg.data.echo_stack import EchoStack, EchoStackInfo, read_echo_stack, write_echo_stack
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 N_ECHOES, HEIGHT, WIDTH = 8, 192, 256
 
 

@@ -12,8 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from cmrseg.conf import CONF_DIR
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
-from cmrseg.utils.config import CONF_DIR
 
 TINY_SIZE = 32  # H = W of the tiny phantom; multiple of the tiny U-Net's size divisor (4)
 

@@ -1,17 +1,24 @@
-"""The real conf/ composes, instantiates, and refuses unknown names clearly."""
+"""The real conf/ composes, instantiates, trains every experiment, and refuses unknown names."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from conftest import compose_config
-from hydra.errors import MissingConfigException
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf, open_dict
 
-from cmrseg.utils.config import CONF_DIR, fill_missing
+from cmrseg.callbacks import T2StarCallback
+from cmrseg.cli.train import train
+from cmrseg.conf import CONF_DIR
+from cmrseg.core.labels import LABEL_VALUES, MYOCARDIUM
+from cmrseg.utils.config import fill_missing
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -40,6 +47,65 @@ def test_experiment_composes(experiment: str, tmp_path: Path) -> None:
         cfg.paths.output_dir = str(tmp_path)
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg.task_name and cfg.model.optimizer._partial_
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_trains_one_fast_dev_run_step(experiment: str, make_cfg, tmp_path: Path) -> None:
+    """Each experiment as composed (callbacks included), shrunk to the tiny 4-echo cohort."""
+    cfg = make_cfg([f"experiment={experiment}", "+trainer.fast_dev_run=true"])
+    with open_dict(cfg):
+        cfg.extras.torch_num_threads = 1
+        if cfg.model.get("train_patch_size") is not None:
+            cfg.model.train_patch_size = [16, 16]
+        if cfg.data.echoes is not None and max(cfg.data.echoes) > 3:
+            cfg.data.echoes = [0, 1, 2, 3]
+        if OmegaConf.is_missing(cfg.model, "init_from"):  # a fine-tuning step
+            # pretrained weights: a one-channel net of the same size (all but the input copied)
+            net = hydra.utils.instantiate(
+                cfg.model.net,
+                in_channels=1,
+                num_classes=len(LABEL_VALUES),
+                myocardium_classes=[MYOCARDIUM],
+            )
+            torch.save(net.state_dict(), tmp_path / "pretrained.pt")
+            cfg.model.init_from = str(tmp_path / "pretrained.pt")
+    metric_dict, objects = train(cfg)
+    assert math.isfinite(metric_dict["train/loss"])
+    assert 0.0 <= metric_dict["test/jaccard"] <= 1.0
+    kinds = {type(c) for c in objects["callbacks"]}
+    assert {ModelCheckpoint, T2StarCallback} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("override", "added"),
+    [
+        ("callbacks/progress_bar=rich", "lightning.pytorch.callbacks.RichProgressBar"),
+        ("callbacks/early_stopping=val_jaccard", "lightning.pytorch.callbacks.EarlyStopping"),
+    ],
+)
+def test_callback_options_keep_checkpointing_and_t2star(override: str, added: str) -> None:
+    targets = {c._target_ for c in compose_config("train.yaml", [override]).callbacks.values()}
+    kept = {"lightning.pytorch.callbacks.ModelCheckpoint", "cmrseg.callbacks.T2StarCallback"}
+    assert {*kept, added} <= targets
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ("callbacks=early_stop", "callbacks/early_stop"),
+        ("callbacks=rich_progress_bar", "callbacks/rich_progress_bar"),
+        ("experiment=finetune_synth", "experiment/finetune_synth"),
+    ],
+)
+def test_removed_config_options_are_refused_by_name(override: str, name: str) -> None:
+    with pytest.raises(MissingConfigException, match=name):
+        compose_config("train.yaml", [override])
+
+
+@pytest.mark.parametrize("config_name", ["train.yaml", "eval.yaml", "predict.yaml"])
+def test_unknown_config_key_is_refused_by_name(config_name: str) -> None:
+    with pytest.raises(ConfigCompositionException, match=r"trainer\.max_epoch\b"):
+        compose_config(config_name, ["trainer.max_epoch=3", "ckpt_path=x.ckpt"])
 
 
 @pytest.mark.parametrize("config_name", ["eval.yaml", "predict.yaml"])

@@ -10,13 +10,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning import LightningModule, Trainer
 
+from cmrseg.conf import CONF_DIR
 from cmrseg.core.errors import InputError
 from cmrseg.data.datamodule import EchoStackDataModule, collate_samples
 from cmrseg.data.echo_stack import EchoStack, EchoStackError, write_echo_stack
 from cmrseg.data.transforms import RandomRotate90SameShape, augment, normalize, seed_transform
 from cmrseg.utils.instantiate import instantiate_datamodule
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 N_SUBJECTS, N_ECHOES, HEIGHT, WIDTH = 12, 4, 24, 32
 LOCATIONS = ["base", "mid", "apex"]
 

@@ -85,13 +85,15 @@ def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path)
     assert not torch.allclose(tta, plain)
 
 
-def test_checkpoint_from_before_test_time_augmentation_loads(tiny_run: Path, tmp_path: Path):
+def test_checkpoint_from_before_added_arguments_loads(tiny_run: Path, tmp_path: Path):
     ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
     del ckpt[RUN_CONFIG_KEY]["model"]["test_time_augmentation"]
+    del ckpt[RUN_CONFIG_KEY]["data"]["sharing_strategy"]
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
-    model, _ = load_module_from_checkpoint(old, {"echo_fusion": None})
+    model, data_cfg = load_module_from_checkpoint(old, {"echo_fusion": None})
     assert model.hparams.test_time_augmentation == "none"
+    assert data_cfg.sharing_strategy is None  # the datamodule has no defaults of its own
 
 
 def test_eval_ddp_sim_matches_single_process(make_cfg, tiny_run: Path, tmp_path: Path) -> None:

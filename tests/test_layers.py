@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cmrseg"
 #: Layer of each module (dotted name below ``cmrseg``), most specific prefix first.
 LAYERS: dict[str, int] = {
     "core": 1,
+    "conf": 2,  # conf/ of the repository, shipped as cmrseg.conf (config files and their reader)
     "t2star": 2,
     "synth": 2,
     "classical": 2,
@@ -51,7 +52,7 @@ def _modules() -> list[tuple[str, Path]]:
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         if name != "cmrseg":
             out.append((name, path))
-    return out
+    return [*out, ("cmrseg.conf", PACKAGE.parent / "conf" / "__init__.py")]
 
 
 def _imports(path: Path) -> list[str]:

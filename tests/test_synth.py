@@ -74,7 +74,7 @@ def test_presets_model_the_acquisition():
     for cfg in (clean, clinical, hard):
         assert cfg.acquisition.sampling == "kspace"
         assert cfg.acquisition.phase_resolution == 0.4
-        assert cfg.grid.shape == (192, 256)
+        assert cfg.grid.shape == [192, 256]
         np.testing.assert_allclose(cfg.echoes.te_ms[[0, -1]], [2.97, 21.68], rtol=1e-6)
         assert np.diff(cfg.echoes.te_ms) == pytest.approx(2.673, abs=1e-3)
     assert 20 <= clinical.acquisition.snr <= 40
@@ -101,6 +101,63 @@ def test_bad_configs_are_refused(tmp_path, cohort):
         load_cohort(bad)
     with pytest.raises(SynthConfigError, match="51 subjects"):
         cohort.plan(0, 52)
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        (
+            "acquisition:\n  snr: 20\n",
+            {"anatomy": {"wall": 1.0}},
+            r"overrides: unknown key 'anatomy\.wall'",
+        ),
+        ("grid:\n  oversampling: 1.5\n", None, r"preset\.yaml: grid\.oversampling: Value '1\.5'"),
+        (
+            "acquisition:\n  ghosting_mm: .inf\n",
+            None,
+            r"acquisition\.ghosting_mm: expected a finite",
+        ),
+        ("grid:\n  shape: [192]\n", None, r"preset\.yaml: grid\.shape: must be \[rows, columns\]"),
+        (
+            "tissues:\n  bone: {s0: 1.0, t2star_ms: 1.0, fat_fraction: 0.0}\n",
+            None,
+            "tissues: must list",
+        ),
+    ],
+)
+def test_phantom_config_is_checked_by_key(tmp_path, preset, overrides, message):
+    path = tmp_path / "preset.yaml"
+    path.write_text(preset)
+    with pytest.raises(SynthConfigError, match=message):
+        load_synth_config(path, overrides)
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        (
+            "myocardium_t2star_ms: [20.0]\n    n_subjects: 1",
+            r"groups\[0\]: unknown key 'n_subjects'",
+        ),
+        (
+            "myocardium_t2star_ms: {mean: 30.0, sd: 1.0, min: 20.0, max: 40.0}",
+            r"groups\[0\]: missing key 'n_subjects'",
+        ),
+        (
+            "myocardium_t2star_ms: [20.0, oops]",
+            r"groups\[0\]: myocardium_t2star_ms\[1\]: Value 'oops'",
+        ),
+    ],
+)
+def test_cohort_groups_are_checked_by_key(tmp_path, group, message):
+    path = tmp_path / "cohort.yaml"
+    liver = (
+        "{median_t2star_ms: 6.0, heart_reference_ms: 37.0, heart_exponent: 0.5, log_sd: 0.6, "
+        "min_ms: 1.0, max_ms: 35.0}"
+    )
+    path.write_text(f"name: x\ngroups:\n  - name: g\n    {group}\n    liver: {liver}\n")
+    with pytest.raises(SynthConfigError, match=message):
+        load_cohort(path)
 
 
 def test_paper_cohort(cohort):

@@ -99,6 +99,16 @@ def _datamodule(path: Path) -> EchoStackDataModule:
         val_fraction=0.5,
         test_fraction=0.25,
         split_seed=SPLIT_SEED,
+        num_folds=None,
+        fold=None,
+        split_file=None,
+        augmentation=None,
+        seed=None,
+        num_workers=0,
+        pin_memory=False,
+        multiprocessing_context=None,
+        sharing_strategy=None,
+        predict_path=None,
     )
 
 

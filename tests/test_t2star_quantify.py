@@ -8,13 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from scipy import ndimage
 
 from cmrseg.cli.t2star import main
+from cmrseg.conf import ConfigError
 from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
 from cmrseg.t2star import (
     CSV_COLUMNS,
+    DEFAULT_CONFIG_PATH,
     REGIONS,
     RegionOptions,
     Status,
@@ -236,11 +239,44 @@ def test_legacy_pixel_erosion_key_is_refused_with_its_replacement() -> None:
     config = load_t2star_config()
     values = dataclasses.asdict(config)
     values["region"]["core_erosion_px"] = values["region"].pop("core_erosion_mm")
-    with pytest.raises(ValueError, match="core_erosion_mm"):
+    with pytest.raises(
+        ConfigError, match=r"'region\.core_erosion_px': replaced by .*core_erosion_mm"
+    ):
         T2StarConfig.from_dict(values)
     with pytest.raises(ValueError, match="core_erosion_mm"):
         RegionOptions(**{**vars(config.region), "core_erosion_mm": -1.0})
     assert config.region.core_erosion_mm == 3.0
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("fit", "n_coil", 4, r"unknown key 'fit\.n_coil'"),
+        ("region", "min_pixels", "many", r"region\.min_pixels: Value 'many'"),
+        ("region", "min_pixels", 0, r"region\.min_pixels must be >= 1"),
+        ("fit", "min_r2", float("nan"), r"fit\.min_r2: expected a finite number"),
+        ("fit", "model", "biexponential", r"unknown T2\* model 'biexponential'"),
+    ],
+)
+def test_t2star_config_file_is_checked_by_key(
+    tmp_path: Path, section: str, key: str, value: object, message: str
+) -> None:
+    """A bad key or value in a config file is refused naming the file and the key."""
+    values = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
+    values[section][key] = value
+    path = tmp_path / "t2star.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_t2star_config(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_t2star_overrides_are_checked_by_key() -> None:
+    assert load_t2star_config(overrides=["fit.model=mono", "noise_sigma=2.5"]).noise_sigma == 2.5
+    with pytest.raises(ConfigError, match=r"overrides: unknown key 'region\.estimate'"):
+        load_t2star_config(overrides=["region.estimate=mean_signal"])
+    with pytest.raises(ConfigError, match=r"t2star config: missing key"):
+        T2StarConfig.from_dict({"fit": dataclasses.asdict(load_t2star_config().fit)})
 
 
 def test_bad_slices_are_refused() -> None:
@@ -347,6 +383,12 @@ def test_cli_refusals_exit_2_without_output(
     assert main([str(not_hdf5), str(out), "--no-progress"]) == 2
     assert main([str(source), str(out), "--sigma", "-1", "--no-progress"]) == 2
     assert main([str(source), str(source), "--no-progress"]) == 2
+    bad_config = tmp_path / "t2star.yaml"
+    bad_config.write_text("fit:\n  model: mono\n", encoding="utf-8")
+    assert main([str(source), str(out), "--config", str(bad_config), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"cmrseg-t2star: error: {bad_config}: missing key 'fit.t2star_bounds_ms'"
+    bad_config.unlink()
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [source, not_hdf5] or set(tmp_path.iterdir()) == {
         source,

@@ -20,6 +20,7 @@ import hydra
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.core.errors import InputError
 from cmrseg.utils.checkpoint import (
     INFERENCE_SETTINGS,
@@ -27,7 +28,6 @@ from cmrseg.utils.checkpoint import (
     load_module_from_checkpoint,
     slice_wise_data_config,
 )
-from cmrseg.utils.config import CONF_DIR
 from cmrseg.utils.extras import extras, task_wrapper
 from cmrseg.utils.instantiate import (
     instantiate_callbacks,
@@ -94,7 +94,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metric_dict, objects
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval.yaml")
+@hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
     """Console entry point."""
     extras(cfg)

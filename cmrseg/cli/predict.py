@@ -23,6 +23,7 @@ import torch
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig
 
+from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import inspect_echo_stack, read_echo_stack, write_echo_stack
 from cmrseg.t2star import load_t2star_config, quantify_stack, t2star_map, write_t2star_csv
@@ -31,7 +32,6 @@ from cmrseg.utils.checkpoint import (
     load_module_from_checkpoint,
     slice_wise_data_config,
 )
-from cmrseg.utils.config import CONF_DIR
 from cmrseg.utils.extras import extras, task_wrapper
 from cmrseg.utils.instantiate import instantiate_datamodule
 
@@ -112,7 +112,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     return {"predictions": out_path, "t2star_csv": csv_path, "labels_pred": labels_pred}
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict.yaml")
+@hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="predict.yaml")
 def main(cfg: DictConfig) -> None:
     """Console entry point."""
     extras(cfg)

@@ -16,8 +16,9 @@ import hydra
 from lightning import LightningDataModule, LightningModule, Trainer, seed_everything
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.utils.checkpoint import StoreRunConfig, slice_wise_data_config
-from cmrseg.utils.config import CONF_DIR, fill_missing
+from cmrseg.utils.config import fill_missing
 from cmrseg.utils.extras import extras, metric_value, task_wrapper
 from cmrseg.utils.instantiate import (
     instantiate_callbacks,
@@ -91,7 +92,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metric_dict, objects
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
+@hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     """Console entry point; returns ``cfg.optimized_metric`` for hyperparameter sweepers."""
     extras(cfg)

@@ -114,6 +114,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class EchoStackDataModule(LightningDataModule):
     """Train/val/test/predict loaders over the slices of an echo-stack file.
 
+    Every argument is required: the defaults live in ``conf/data/echo_stack.yaml`` only.
     Splits are by subject (see :mod:`cmrseg.data.splits`): ``num_folds=None`` gives a fixed
     split by ``val_fraction`` and ``test_fraction``; ``num_folds=K, fold=k`` makes fold ``k`` of
     the subjects the test set and draws ``val_fraction`` of all subjects from the rest for
@@ -143,7 +144,8 @@ class EchoStackDataModule(LightningDataModule):
             ``torch.initial_seed()`` (set by ``lightning.seed_everything``).
         num_workers: Loader worker processes; workers persist across epochs when > 0.
         pin_memory: Page-locked batches for faster host-to-GPU copies.
-        multiprocessing_context: ``fork``, ``spawn``, ``forkserver`` or ``None`` (the default).
+        multiprocessing_context: ``fork``, ``spawn``, ``forkserver`` or ``None`` (the
+            platform's default).
         sharing_strategy: How worker processes hand batches over
             (``torch.multiprocessing.set_sharing_strategy``, set for the whole process when a
             loader with workers is made): ``file_system`` (shared-memory files named in the
@@ -165,16 +167,16 @@ class EchoStackDataModule(LightningDataModule):
         val_fraction: float,
         test_fraction: float,
         split_seed: int,
-        num_folds: int | None = None,
-        fold: int | None = None,
-        split_file: str | os.PathLike[str] | None = None,
-        augmentation: Callable[..., dict[str, Any]] | None = None,
-        seed: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        multiprocessing_context: str | None = None,
-        sharing_strategy: str | None = None,
-        predict_path: str | os.PathLike[str] | None = None,
+        num_folds: int | None,
+        fold: int | None,
+        split_file: str | os.PathLike[str] | None,
+        augmentation: Callable[..., dict[str, Any]] | None,
+        seed: int | None,
+        num_workers: int,
+        pin_memory: bool,
+        multiprocessing_context: str | None,
+        sharing_strategy: str | None,
+        predict_path: str | os.PathLike[str] | None,
     ) -> None:
         super().__init__()
         if input_mode not in INPUT_MODES:

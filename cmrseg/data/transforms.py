@@ -147,7 +147,7 @@ class RandomRotate90SameShape(DualTransform):
 
     _targets = (Targets.IMAGE, Targets.MASK)
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, *, p: float) -> None:
         super().__init__(p=p)
 
     def get_params(self) -> dict[str, int]:

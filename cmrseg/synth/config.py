@@ -3,8 +3,10 @@
 ``conf/synth/defaults.yaml`` holds every physical and anatomical choice; a preset
 (``conf/synth/preset/NAME.yaml``) is a diff merged on top of it, and command-line overrides are
 merged last. Cohorts (``conf/synth/cohort/NAME.yaml``) list subject groups with their true
-myocardial T2*. The YAML files are located relative to the repository (``conf/`` beside the
-``cmrseg`` package, as in an editable install); a path to any YAML file works as well.
+myocardial T2*. Shipped files are found by name in :data:`cmrseg.conf.CONF_DIR`; a path to any
+YAML file works as well. The dataclasses below are the schema the YAML is merged onto with
+OmegaConf (:func:`cmrseg.conf.load_structured`: unknown, missing and mistyped keys are refused by
+name); :func:`_validate` checks the value ranges.
 """
 
 from __future__ import annotations
@@ -12,17 +14,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from cmrseg.core.errors import InputError
+from cmrseg.conf import CONF_DIR, ConfigError, load_structured
 
 __all__ = [
     "SAMPLING_MODES",
@@ -44,7 +43,6 @@ __all__ = [
     "SynthConfigError",
     "TissueProperties",
     "available",
-    "config_dir",
     "load_cohort",
     "load_synth_config",
 ]
@@ -69,14 +67,14 @@ _PER_SUBJECT_T2STAR = ("myocardium", "liver")
 _NO_SIGNAL = ("air", "lung")
 
 
-class SynthConfigError(InputError):
+class SynthConfigError(ConfigError):
     """A phantom configuration or cohort file is missing or invalid (names file and key)."""
 
 
 # --------------------------------------------------------------------------- config dataclasses
 
 
-@dataclass(frozen=True)
+@dataclass
 class Normal:
     """A truncated normal draw ``clip(mean + variability * sd * z, min, max)``."""
 
@@ -91,12 +89,12 @@ class Normal:
         return float(np.clip(value, self.min, self.max))
 
 
-@dataclass(frozen=True)
+@dataclass
 class NormalVector:
     """Independent normal draws per component (no truncation)."""
 
-    mean: tuple[float, ...]
-    sd: tuple[float, ...]
+    mean: list[float]
+    sd: list[float]
 
     def draw(self, rng: np.random.Generator, variability: float) -> np.ndarray:
         """Draw one vector, float64 ``[len(mean)]``."""
@@ -104,22 +102,22 @@ class NormalVector:
         return np.asarray(self.mean) + variability * np.asarray(self.sd) * z
 
 
-@dataclass(frozen=True)
+@dataclass
 class GridConfig:
     """Display grid.
 
     Attributes:
-        shape: (rows, columns); rows are the phase-encoding (anterior-posterior) direction.
+        shape: [rows, columns]; rows are the phase-encoding (anterior-posterior) direction.
         pixel_spacing_mm: Isotropic display pixel spacing.
         oversampling: Anatomy is drawn on a grid this many times finer per axis.
     """
 
-    shape: tuple[int, int]
+    shape: list[int]
     pixel_spacing_mm: float
     oversampling: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class EchoConfig:
     """Evenly spaced echo times from ``te_first_ms`` to ``te_last_ms``."""
 
@@ -133,15 +131,15 @@ class EchoConfig:
         return np.linspace(self.te_first_ms, self.te_last_ms, self.n_echoes).astype(np.float32)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FatSpectrum:
     """Multi-peak fat spectrum: shifts in ppm relative to water and relative amplitudes."""
 
-    ppm: tuple[float, ...]
-    relative_amplitude: tuple[float, ...]
+    ppm: list[float]
+    relative_amplitude: list[float]
 
 
-@dataclass(frozen=True)
+@dataclass
 class TissueProperties:
     """Signal parameters of one tissue (``t2star_ms`` is ``None`` where the cohort sets it)."""
 
@@ -150,7 +148,7 @@ class TissueProperties:
     fat_fraction: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class SliceScales:
     """Scale factors of one slice location relative to the base."""
 
@@ -162,7 +160,7 @@ class SliceScales:
     liver: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class AnatomyConfig:
     """Distributions of the anatomy; see ``conf/synth/defaults.yaml`` for units and meaning."""
 
@@ -176,14 +174,14 @@ class AnatomyConfig:
     lv_endo_radius_mm: Normal
     lv_ellipticity: Normal
     wall_thickness_mm: Normal
-    wall_thickness_range_mm: tuple[float, float]
+    wall_thickness_range_mm: list[float]
     border_irregularity: float
     rv_direction_deg: float
     rv_half_angle_deg: Normal
     rv_depth: Normal
     rv_wall_mm: float
     epicardial_fat_mm: Normal
-    papillary_angles_deg: tuple[float, ...]
+    papillary_angles_deg: list[float]
     papillary_radius_mm: Normal
     trabeculations: Normal
     trabeculation_radius_mm: Normal
@@ -192,7 +190,7 @@ class AnatomyConfig:
     slices: dict[str, SliceScales]
 
 
-@dataclass(frozen=True)
+@dataclass
 class AcquisitionConfig:
     """Simulated acquisition; see ``conf/synth/defaults.yaml`` for the SNR definition."""
 
@@ -208,7 +206,7 @@ class AcquisitionConfig:
     misregistration_mm: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class SynthConfig:
     """The whole phantom configuration (defaults merged with a preset and overrides)."""
 
@@ -224,7 +222,7 @@ class SynthConfig:
 # --------------------------------------------------------------------------- cohort dataclasses
 
 
-@dataclass(frozen=True)
+@dataclass
 class LiverModel:
     """Log-normal liver T2*, loosely tied to the myocardial T2*.
 
@@ -320,25 +318,9 @@ class Cohort:
 # --------------------------------------------------------------------------- loading
 
 
-def config_dir() -> Path:
-    """Return ``conf/synth`` of the repository holding this package.
-
-    Raises:
-        SynthConfigError: The folder is not there (e.g. a non-editable install); pass YAML
-            paths instead of names in that case.
-    """
-    path = Path(__file__).resolve().parents[2] / "conf" / "synth"
-    if not (path / "defaults.yaml").is_file():
-        raise SynthConfigError(
-            f"{path}: phantom configs not found (install cmrseg with `pip install -e .` from "
-            "the repository, or pass paths to YAML files)"
-        )
-    return path
-
-
 def available(kind: str) -> list[str]:
     """Names of the shipped ``preset`` or ``cohort`` files."""
-    return sorted(p.stem for p in (config_dir() / kind).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / "synth" / kind).glob("*.yaml"))
 
 
 def _resolve(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
@@ -348,84 +330,10 @@ def _resolve(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
         if not path.is_file():
             raise SynthConfigError(f"{path}: {kind} file not found")
         return path
-    path = config_dir() / kind / f"{text}.yaml"
+    path = CONF_DIR / "synth" / kind / f"{text}.yaml"
     if not path.is_file():
         raise SynthConfigError(f"unknown {kind} {text!r}; choose from {available(kind)} or a path")
     return path
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise SynthConfigError(f"{path}: cannot read YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise SynthConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def _merge(base: dict[str, Any], diff: Mapping[str, Any], where: str) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in diff.items():
-        if key not in base:
-            raise SynthConfigError(f"{where}: unknown key {key!r}")
-        if isinstance(base[key], dict) and isinstance(value, Mapping):
-            out[key] = _merge(base[key], value, f"{where}.{key}")
-        else:
-            out[key] = value
-    return out
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise SynthConfigError(f"{where}: expected a mapping, got {value!r}")
-        hints = typing.get_type_hints(tp)
-        names = [f.name for f in dataclasses.fields(tp)]
-        unknown = sorted(set(value) - set(names))
-        missing = [n for n in names if n not in value]
-        if unknown or missing:
-            raise SynthConfigError(f"{where}: unknown keys {unknown}, missing keys {missing}")
-        return tp(**{n: _convert(hints[n], value[n], f"{where}.{n}") for n in names})
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise SynthConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise SynthConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise SynthConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(
-            _convert(a, v, f"{where}[{i}]")
-            for i, (a, v) in enumerate(zip(args, value, strict=True))
-        )
-    if tp is float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise SynthConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SynthConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise SynthConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover - programming error
 
 
 def _validate(cfg: SynthConfig, where: str) -> None:
@@ -433,6 +341,7 @@ def _validate(cfg: SynthConfig, where: str) -> None:
         if not ok:
             raise SynthConfigError(f"{where}: {key}: {problem}")
 
+    need(len(cfg.grid.shape) == 2, "grid.shape", "must be [rows, columns]")
     rows, cols = cfg.grid.shape
     need(rows > 0 and cols > 0, "grid.shape", "must be positive")
     need(cfg.grid.pixel_spacing_mm > 0, "grid.pixel_spacing_mm", "must be > 0")
@@ -458,12 +367,16 @@ def _validate(cfg: SynthConfig, where: str) -> None:
         else:
             need(tissue.t2star_ms is not None and tissue.t2star_ms > 0, key, "t2star_ms > 0")
     anat = cfg.anatomy
+    for key in ("torso_half_axes_mm", "heart_offset_mm"):
+        vector = getattr(anat, key)
+        need(len(vector.mean) == len(vector.sd) == 2, f"anatomy.{key}", "mean, sd: 2 values each")
     need(anat.variability >= 0, "anatomy.variability", "must be >= 0")
     need(
         0 <= anat.myocardium_t2star_variation < 0.5,
         "anatomy.myocardium_t2star_variation",
         "must be in [0, 0.5)",
     )
+    need(len(anat.wall_thickness_range_mm) == 2, "anatomy.wall_thickness_range_mm", "[low, high]")
     low, high = anat.wall_thickness_range_mm
     need(0 < low < high, "anatomy.wall_thickness_range_mm", "need 0 < low < high")
     need(
@@ -503,14 +416,42 @@ def load_synth_config(
     Raises:
         SynthConfigError: A file is missing or unreadable, or a key is unknown, missing or invalid.
     """
-    defaults_path = config_dir() / "defaults.yaml"
     preset_path = _resolve("preset", preset)
-    merged = _merge(_read_yaml(defaults_path), _read_yaml(preset_path), str(preset_path))
-    if overrides:
-        merged = _merge(merged, overrides, "overrides")
-    cfg = _convert(SynthConfig, merged, f"{preset_path} (merged)")
+    sources = [
+        CONF_DIR / "synth" / "defaults.yaml",
+        preset_path,
+        *([overrides] if overrides else []),
+    ]
+    cfg = load_structured(SynthConfig, sources, error=SynthConfigError)
     _validate(cfg, str(preset_path))
     return cfg
+
+
+@dataclass
+class _FixedGroup:
+    """A cohort group with one listed myocardial T2* per subject."""
+
+    name: str
+    myocardium_t2star_ms: list[float]
+    liver: LiverModel
+
+
+@dataclass
+class _DrawnGroup:
+    """A cohort group of ``n_subjects`` with myocardial T2* drawn from a distribution."""
+
+    name: str
+    n_subjects: int
+    myocardium_t2star_ms: Normal
+    liver: LiverModel
+
+
+@dataclass
+class _CohortFile:
+    """A cohort YAML: its name and groups (each a :class:`_FixedGroup` or :class:`_DrawnGroup`)."""
+
+    name: str
+    groups: list[Any]
 
 
 def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
@@ -524,37 +465,24 @@ def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
         SynthConfigError: The file is missing or invalid.
     """
     path = _resolve("cohort", cohort)
-    data = _read_yaml(path)
-    where = str(path)
-    if set(data) != {"name", "groups"} or not isinstance(data["groups"], list):
-        raise SynthConfigError(f"{where}: expected keys 'name' and a list 'groups'")
+    data = load_structured(_CohortFile, [path], error=SynthConfigError)
     groups: list[CohortGroup] = []
-    for i, raw in enumerate(data["groups"]):
-        gw = f"{where}: groups[{i}]"
+    for i, raw in enumerate(data.groups):
+        where = f"{path}: groups[{i}]"
         if not isinstance(raw, dict):
-            raise SynthConfigError(f"{gw}: expected a mapping")
-        t2 = raw.get("myocardium_t2star_ms")
-        liver = _convert(LiverModel, raw.get("liver"), f"{gw}.liver")
-        name = _convert(str, raw.get("name"), f"{gw}.name")
-        if isinstance(t2, list):
-            if set(raw) != {"name", "myocardium_t2star_ms", "liver"}:
-                raise SynthConfigError(
-                    f"{gw}: a list group has keys name, myocardium_t2star_ms, liver"
-                )
-            values = _convert(tuple[float, ...], t2, f"{gw}.myocardium_t2star_ms")
+            raise SynthConfigError(f"{where}: expected a mapping")
+        if isinstance(raw.get("myocardium_t2star_ms"), list):
+            fixed = load_structured(_FixedGroup, [raw], name=where, error=SynthConfigError)
+            values = tuple(fixed.myocardium_t2star_ms)
             if not values or min(values) <= 0:
-                raise SynthConfigError(f"{gw}.myocardium_t2star_ms: need positive values")
-            groups.append(CohortGroup(name, values, None, len(values), liver))
+                raise SynthConfigError(f"{where}.myocardium_t2star_ms: need positive values")
+            groups.append(CohortGroup(fixed.name, values, None, len(values), fixed.liver))
         else:
-            if set(raw) != {"name", "n_subjects", "myocardium_t2star_ms", "liver"}:
-                raise SynthConfigError(
-                    f"{gw}: a drawn group has keys name, n_subjects, myocardium_t2star_ms, liver"
-                )
-            dist = _convert(Normal, t2, f"{gw}.myocardium_t2star_ms")
-            n = _convert(int, raw["n_subjects"], f"{gw}.n_subjects")
-            if n < 1 or dist.min <= 0 or dist.min > dist.max:
-                raise SynthConfigError(f"{gw}: need n_subjects >= 1 and 0 < min <= max")
-            groups.append(CohortGroup(name, None, dist, n, liver))
+            drawn = load_structured(_DrawnGroup, [raw], name=where, error=SynthConfigError)
+            dist = drawn.myocardium_t2star_ms
+            if drawn.n_subjects < 1 or dist.min <= 0 or dist.min > dist.max:
+                raise SynthConfigError(f"{where}: need n_subjects >= 1 and 0 < min <= max")
+            groups.append(CohortGroup(drawn.name, None, dist, drawn.n_subjects, drawn.liver))
     if not groups:
-        raise SynthConfigError(f"{where}: no groups")
-    return Cohort(_convert(str, data["name"], f"{where}: name"), tuple(groups))
+        raise SynthConfigError(f"{path}: no groups")
+    return Cohort(data.name, tuple(groups))

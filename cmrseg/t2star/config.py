@@ -1,26 +1,34 @@
-"""Settings of T2* quantification; their values live in ``conf/t2star/default.yaml``."""
+"""Settings of T2* quantification; their values live in ``conf/t2star/default.yaml``.
+
+The dataclasses below are the schema: :func:`load_t2star_config` merges a YAML file and dotted
+overrides onto them with OmegaConf (:func:`cmrseg.conf.load_structured`), so an unknown, missing
+or mistyped key is refused by name, and each class checks its own value ranges.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from cmrseg.conf import CONF_DIR, load_structured
 from cmrseg.t2star.fitting import FitOptions
 
 __all__ = ["DEFAULT_CONFIG_PATH", "RegionOptions", "T2StarConfig", "load_t2star_config"]
 
 #: The project's documented defaults (the Hydra config group ``t2star``).
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "conf" / "t2star" / "default.yaml"
+DEFAULT_CONFIG_PATH = CONF_DIR / "t2star" / "default.yaml"
 
-Estimator = Literal["mean_signal", "median_pixel"]
-WallRoi = Literal["full", "core"]
+#: Keys that no longer exist, with what replaced them.
+_RETIRED = {
+    "region.core_erosion_px": "replaced by region.core_erosion_mm "
+    "(a distance in mm: 3.0 is 2 px at 1.4 mm pixels)",
+}
 
 
-@dataclass(frozen=True)
+@dataclass
 class RegionOptions:
     """How a region's T2* is estimated.
 
@@ -39,11 +47,11 @@ class RegionOptions:
         septal_width_deg: Angular width of the full-thickness mid-septal ROI.
     """
 
-    estimator: Estimator
-    wall: WallRoi
+    estimator: str
+    wall: str
     core_erosion_mm: float
     min_pixels: int
-    rv_insertion_fallback: Literal["standard_orientation", "none"]
+    rv_insertion_fallback: str
     standard_rv_angle_deg: float
     septal_width_deg: float
 
@@ -65,7 +73,7 @@ class RegionOptions:
             )
 
 
-@dataclass(frozen=True)
+@dataclass
 class T2StarConfig:
     """Everything that decides a T2* result.
 
@@ -80,55 +88,35 @@ class T2StarConfig:
     noise_sigma: float | None
     region: RegionOptions
 
+    def __post_init__(self) -> None:
+        if self.noise_sigma is not None and self.noise_sigma < 0:
+            raise ValueError(f"noise_sigma must be >= 0 or null, got {self.noise_sigma}")
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> T2StarConfig:
-        """Build from a nested mapping (a loaded YAML file or an OmegaConf container)."""
-        expected = {f.name for f in fields(cls)}
-        unknown = set(values) - expected - {"_target_"}
-        missing = expected - set(values)
-        if unknown or missing:
-            raise ValueError(
-                f"t2star config: unknown keys {sorted(unknown)}, missing {sorted(missing)}"
-            )
-        fit = dict(values["fit"])
-        fit["t2star_bounds_ms"] = tuple(fit["t2star_bounds_ms"])
-        region = dict(values["region"])
-        if "core_erosion_px" in region:
-            raise ValueError(
-                "region.core_erosion_px was replaced by region.core_erosion_mm "
-                "(a distance in mm: 3.0 is 2 px at 1.4 mm pixels)"
-            )
-        sigma = values["noise_sigma"]
-        return cls(
-            fit=FitOptions(**fit),
-            noise_sigma=None if sigma is None else float(sigma),
-            region=RegionOptions(**region),
-        )
+        """Build from a nested mapping (e.g. the ``t2star`` group of a composed Hydra config).
+
+        Raises:
+            cmrseg.conf.ConfigError: A key is unknown, missing, mistyped or out of range.
+        """
+        return load_structured(cls, [values], name="t2star config", retired=_RETIRED)
 
 
 def load_t2star_config(
-    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> T2StarConfig:
     """Read a T2* config YAML (default: :data:`DEFAULT_CONFIG_PATH`).
 
     Args:
-        path: YAML file with the keys of :class:`T2StarConfig`.
-        overrides: Dotted keys replacing values, e.g. ``{"fit.model": "mono"}``.
+        path: YAML file with every key of :class:`T2StarConfig`.
+        overrides: Dotted overrides, e.g. ``["fit.model=mono", "noise_sigma=null"]``.
 
     Returns:
         The validated config.
-    """
-    import yaml
 
-    source = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    with open(source, encoding="utf-8") as handle:
-        values = yaml.safe_load(handle)
-    for dotted, value in (overrides or {}).items():
-        node = values
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        if leaf not in node:
-            raise ValueError(f"t2star config: unknown key {dotted!r}")
-        node[leaf] = value
-    return T2StarConfig.from_dict(values)
+    Raises:
+        cmrseg.conf.ConfigError: The file is unreadable, or a key is unknown, missing,
+            mistyped or out of range (the message names the file and the key).
+    """
+    source = DEFAULT_CONFIG_PATH if path is None else path
+    return load_structured(T2StarConfig, [source], overrides, retired=_RETIRED)

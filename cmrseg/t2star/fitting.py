@@ -48,14 +48,14 @@ _MAX_ITER = 100
 _TOL = 1e-10
 
 
-@dataclass(frozen=True)
+@dataclass
 class FitOptions:
     """How to fit one decay curve (values come from ``conf/t2star``).
 
     Attributes:
-        model: ``mono`` (S0 exp(-TE/T2*)), ``mono_offset`` (+ C), ``truncated`` (mono on the
-            echoes above ``truncation_factor`` x noise floor) or ``noise_corrected``
-            (noncentral-chi mean of the mono decay; needs ``sigma``).
+        model: One of :data:`SIGNAL_MODELS`: ``mono`` (S0 exp(-TE/T2*)), ``mono_offset``
+            (+ C), ``truncated`` (mono on the echoes above ``truncation_factor`` x noise floor)
+            or ``noise_corrected`` (noncentral-chi mean of the mono decay; needs ``sigma``).
         t2star_bounds_ms: ``(low, high)`` fit bounds; a T2* on a bound is ``out_of_range``.
         min_echoes: Fewest echoes a fit may use.
         min_r2: Fits with a lower coefficient of determination are ``fit_failed``.
@@ -63,7 +63,7 @@ class FitOptions:
         truncation_factor: Echo threshold of ``truncated`` in units of the noise-floor mean.
     """
 
-    model: SignalModel
+    model: str
     t2star_bounds_ms: tuple[float, float]
     min_echoes: int
     min_r2: float
@@ -73,6 +73,8 @@ class FitOptions:
     def __post_init__(self) -> None:
         if self.model not in SIGNAL_MODELS:
             raise ValueError(f"unknown T2* model {self.model!r}; choose from {SIGNAL_MODELS}")
+        if len(self.t2star_bounds_ms) != 2:
+            raise ValueError(f"t2star_bounds_ms must be [low, high], got {self.t2star_bounds_ms}")
         low, high = self.t2star_bounds_ms
         if not 0 < low < high:
             raise ValueError(f"t2star_bounds_ms must satisfy 0 < low < high, got {low}, {high}")
@@ -80,7 +82,7 @@ class FitOptions:
             raise ValueError(f"model {self.model} needs min_echoes >= {self.n_params + 1}")
         if self.n_coils < 1:
             raise ValueError(f"n_coils must be >= 1, got {self.n_coils}")
-        object.__setattr__(self, "t2star_bounds_ms", (float(low), float(high)))
+        self.t2star_bounds_ms = (float(low), float(high))
 
     @property
     def n_params(self) -> int:

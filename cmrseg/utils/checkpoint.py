@@ -29,8 +29,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RUN_CONFIG_KEY = "cmrseg_config"
-# module arguments added after checkpoints were first written, with the behaviour they had then
+# module and datamodule arguments added after checkpoints were first written, with the behaviour
+# they had then
 _ADDED_MODULE_ARGS = {"test_time_augmentation": "none"}
+_ADDED_DATA_ARGS = {"sharing_strategy": None}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
 INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
 
@@ -98,7 +100,11 @@ def load_module_from_checkpoint(
             f"{' '.join(first[:2])}"
         ) from None
     log.info("Loaded %s (%s)", path, model_cfg.net._target_)
-    return module, OmegaConf.create(stored["data"])
+    data_cfg = OmegaConf.create(stored["data"])
+    for key, value in _ADDED_DATA_ARGS.items():
+        if key not in data_cfg:
+            data_cfg[key] = value
+    return module, data_cfg
 
 
 def slice_wise_data_config(data_cfg: DictConfig, net_in_channels: int) -> DictConfig:

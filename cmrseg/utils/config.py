@@ -1,15 +1,10 @@
-"""Where the Hydra configs live and small helpers on composed configs."""
+"""Small helpers on composed Hydra configs (the configs themselves: :mod:`cmrseg.conf`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["CONF_DIR", "fill_missing"]
-
-# The repository's conf/ folder, found from this package (``pip install -e .`` keeps it there).
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+__all__ = ["fill_missing"]
 
 
 def fill_missing(node: DictConfig, values: dict[str, object]) -> None:
