@@ -130,8 +130,8 @@ def test_invalid_parameters_are_named(method: str, key: str, value: Any) -> None
 
 def test_make_params_names_missing_and_unknown_keys() -> None:
     values = method_config("gac")["params"]
-    with pytest.raises(ValueError, match="missing: edge_alpha"):
-        make_params("gac", {k: v for k, v in values.items() if k != "edge_alpha"})
+    with pytest.raises(ValueError, match="missing: endo_alpha"):
+        make_params("gac", {k: v for k, v in values.items() if k != "endo_alpha"})
     with pytest.raises(ValueError, match="unknown: colour"):
         make_params("gac", {**values, "colour": 1})
     with pytest.raises(ValueError, match="method must be one of"):

@@ -20,9 +20,11 @@ its introduction, so this implementation assumes:
    epicardium (the myocardium borders bright fat and blood at early echoes and grey mediastinum
    at late echoes when it is iron-loaded, so no single echo shows its whole outline).
 3. Endocardium: the contour starts as a disk of ``endo_init_fraction`` x the Hough radius and
-   inflates (balloon force) until it meets the blood pool's edge; then holes are filled and the
-   convex hull taken, so papillary muscles and trabeculations count as blood pool as readers
-   draw them (the phantom's reference does the same).
+   inflates (balloon force) until it meets the blood pool's edge. It keeps only pixels whose
+   blood map reaches ``endo_blood_fraction`` of that inside the located circle (at low SNR the
+   contour otherwise leaks through the septum; the blood pool is what stays bright at late
+   echoes). Then holes are filled and the convex hull taken, so papillary muscles and
+   trabeculations count as blood pool as readers draw them (the phantom's reference does too).
 4. Epicardium: the contour starts ``epi_init_mm`` outside the endocardium and inflates until the
    multi-echo edges stop it; the wall is then held between ``min_wall_mm`` and ``max_wall_mm``
    by morphological dilations of the endocardium (an anatomical bound the paper's "morphological
@@ -66,12 +68,17 @@ class GACParams:
         center_prior_sd_mm: SD (mm) of the Gaussian prior on the LV's distance to the image centre.
         hough_edge_threshold: Canny high threshold on the blood map (1 = first-echo 99.5th pct).
         min_blood: Smallest mean blood map inside the located circle for it to count as an LV.
-        edge_alpha: Steepness ``alpha`` of the stopping function ``1/sqrt(1 + alpha |grad|)``.
+        endo_alpha: Steepness ``alpha`` of the endocardial stopping function
+            ``1/sqrt(1 + alpha |grad|)`` on the blood map scaled to 1 in the blood pool.
         endo_init_fraction: Initial endocardial disk as a fraction of the Hough radius.
         endo_iterations: Iterations of the endocardial contour.
         endo_threshold: Stopping-function value below which the endocardial balloon stops.
+        endo_blood_fraction: The blood pool keeps only pixels whose blood map is at least this
+            fraction of the blood map inside the located circle.
         epi_init_mm: Initial epicardial contour: the endocardium dilated by this (mm).
         epi_iterations: Iterations of the epicardial contour.
+        epi_alpha: Steepness ``alpha`` of the epicardial stopping function on the mean
+            gradient magnitude of the echoes (1 = first-echo 99.5th percentile).
         epi_threshold: Stopping-function value below which the epicardial balloon stops.
         contour_smoothing: Smoothing steps per iteration of both contours.
         min_wall_mm: Thinnest wall kept (mm).
@@ -84,12 +91,14 @@ class GACParams:
     center_prior_sd_mm: float
     hough_edge_threshold: float
     min_blood: float
-    edge_alpha: float
     endo_init_fraction: float
     endo_iterations: int
     endo_threshold: float
+    endo_blood_fraction: float
+    endo_alpha: float
     epi_init_mm: float
     epi_iterations: int
+    epi_alpha: float
     epi_threshold: float
     contour_smoothing: int
     min_wall_mm: float
@@ -99,9 +108,16 @@ class GACParams:
         object.__setattr__(self, "lv_radius_mm", tuple(float(r) for r in self.lv_radius_mm))
         lo, hi = self.lv_radius_mm
         require(0 < lo < hi, "lv_radius_mm", f"must be (min, max) with 0 < min < max, got {lo, hi}")
-        for name in ("late_echo_te_ms", "smoothing_mm", "center_prior_sd_mm", "edge_alpha"):
+        positive = (
+            "late_echo_te_ms",
+            "smoothing_mm",
+            "center_prior_sd_mm",
+            "endo_alpha",
+            "epi_alpha",
+        )
+        for name in positive:
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
-        for name in ("hough_edge_threshold", "min_blood", "epi_init_mm"):
+        for name in ("hough_edge_threshold", "min_blood", "epi_init_mm", "endo_blood_fraction"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         require(
             0 < self.endo_init_fraction <= 1,
@@ -186,8 +202,8 @@ def _endocardium(
     params: GACParams,
 ) -> np.ndarray:
     """Blood pool ``[H, W]``: a disk inflated to the blood map's edge, filled and made convex."""
-    blood = contrast.blood[window]
-    gimage = _stopping_function(ndimage.gaussian_gradient_magnitude(blood, 1.0), params.edge_alpha)
+    blood = contrast.blood[window] / location.blood  # 1 in the blood pool
+    gimage = _stopping_function(ndimage.gaussian_gradient_magnitude(blood, 1.0), params.endo_alpha)
     init = location.disk(contrast.blood.shape, params.endo_init_fraction)[window]
     inside = morphological_geodesic_active_contour(
         gimage,
@@ -197,7 +213,8 @@ def _endocardium(
         threshold=params.endo_threshold,
         balloon=1,
     ).astype(bool)
-    inside = _component_at(inside, init)
+    bright = blood >= params.endo_blood_fraction
+    inside = _component_at(inside & bright, init)
     if inside.any():
         inside = convex_hull_image(ndimage.binary_fill_holes(inside))
     out = np.zeros(contrast.blood.shape, bool)
@@ -216,7 +233,7 @@ def _epicardium(
     sigma_px = params.smoothing_mm / mm
     echoes = contrast.echoes[(slice(None), *window)]
     gradient = np.mean([ndimage.gaussian_gradient_magnitude(e, sigma_px) for e in echoes], axis=0)
-    gimage = _stopping_function(gradient, params.edge_alpha)
+    gimage = _stopping_function(gradient, params.epi_alpha)
     endo = blood_pool[window]
     init = _dilate(endo, params.epi_init_mm / mm)
     epi = morphological_geodesic_active_contour(
