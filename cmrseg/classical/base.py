@@ -76,7 +76,8 @@ def check_slice(
 
     Returns:
         ``images`` as float64, ``te_ms`` and the spacing as float arrays, and ``""`` or the
-        reason for an empty prediction (single echo, non-finite or all-zero images).
+        reason for an empty prediction (single echo, non-finite images, an all-zero first
+        echo).
 
     Raises:
         ValueError: The shapes do not fit together, or the spacing is not positive.
@@ -92,7 +93,7 @@ def check_slice(
         return images, te_ms, spacing, TOO_FEW_ECHOES
     if not np.all(np.isfinite(images)):
         return images, te_ms, spacing, NON_FINITE
-    if not np.any(images > 0):
+    if not np.any(images[0] > 0):  # no signal where every tissue has the most
         return images, te_ms, spacing, EMPTY_SLICE
     return images, te_ms, spacing, ""
 

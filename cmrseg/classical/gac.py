@@ -174,10 +174,9 @@ def segment(
     if not params.lv_radius_mm[0] / 2 <= radius_mm <= params.lv_radius_mm[1]:
         return empty_result(shape, NO_LV_FOUND)
     epicardium = _epicardium(contrast, blood_pool, window, params, mm)
-    labels = labels_from_masks(blood_pool, epicardium)
     if not (epicardium & ~blood_pool).any():
         return empty_result(shape, NO_MYOCARDIUM)
-    return SegmentationResult(labels, "")
+    return SegmentationResult(labels_from_masks(blood_pool, epicardium), "")
 
 
 def _window(location: LVLocation, half_px: float, shape: tuple[int, ...]) -> tuple[slice, slice]:

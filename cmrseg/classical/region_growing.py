@@ -110,9 +110,15 @@ class RegionGrowingParams:
         )
         for name in positive:
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
-        for name in ("hough_edge_threshold", "min_blood", "seed_offset_mm", "closing_mm"):
+        non_negative = (
+            "hough_edge_threshold",
+            "min_blood",
+            "seed_offset_mm",
+            "closing_mm",
+            "opening_mm",
+        )
+        for name in non_negative:
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        require(self.opening_mm >= 0, "opening_mm", f"must be >= 0, got {self.opening_mm}")
         require(
             int(self.n_seeds) == self.n_seeds and self.n_seeds >= 1,
             "n_seeds",
