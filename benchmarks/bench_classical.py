@@ -27,9 +27,9 @@ import numpy as np
 import yaml
 
 from cmrseg.classical import METHODS, calibrate, make_params, myocardium_jaccard, segment
+from cmrseg.conf import CONF_DIR
 from cmrseg.data import read_echo_stack
 from cmrseg.data.splits import make_subject_split
-from cmrseg.utils.config import CONF_DIR
 
 
 def method_config(method: str) -> dict[str, Any]:

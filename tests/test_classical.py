@@ -18,10 +18,10 @@ from cmrseg.classical import (
     myocardium_jaccard,
     segment,
 )
+from cmrseg.conf import CONF_DIR
 from cmrseg.core.labels import BACKGROUND, BLOOD_POOL, MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack
 from cmrseg.synth import load_cohort, load_synth_config, synthesize_cohort
-from cmrseg.utils.config import CONF_DIR
 
 METHOD_NAMES = sorted(METHODS)
 
