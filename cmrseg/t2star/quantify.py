@@ -237,8 +237,11 @@ def quantify_region(
 
     ``mean_signal`` fits the region's mean magnitude per echo (the paper's method).
     ``median_pixel`` fits every pixel and reports the censored median of the usable fits
-    (:func:`censored_median`): pixels whose fit ends on a bound rank below (above) every
-    measured value. The region is ``fit_failed`` when fewer than ``region.min_pixels`` pixels,
+    (:func:`censored_median`): pixels whose fit ends on the lower bound rank below every
+    measured value. Pixels on the upper bound are failed fits (a myocardial curve that does not
+    decay is a flat floor with ghosts, not a T2* of 200 ms; counting them as censored above
+    raised a true 2.1 ms to 7-10 ms on the phantom); a region where they are the majority is
+    ``out_of_range``. The region is ``fit_failed`` when fewer than ``region.min_pixels`` pixels,
     or less than ``region.min_usable_share`` of them, have a usable fit (a value or a bound);
     ``below_range`` (with the bound in ``bound_ms``) when the middle rank is below the lower
     bound. A region-level fit of the mean signal is no remedy for short T2*: on the phantom it
@@ -296,7 +299,14 @@ def quantify_region(
         ok = fits.status == status_code(Status.OK)
         n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
         n_above = int((fits.status == status_code(Status.OUT_OF_RANGE)).sum())
-        n_usable = int(ok.sum()) + n_below + n_above
+        # Only the lower bound censors: a myocardial pixel at the upper bound (200 ms) is a
+        # curve that does not decay (flat floor with ghosts), a failed fit, not long T2*.
+        if n_above > n_pixels / 2:
+            reasons.append(f"non_decaying_pixels={n_above / n_pixels:.2f}")
+            return RegionResult.without_value(
+                region, n_pixels, Status.OUT_OF_RANGE, qc_reasons=tuple(reasons), **details
+            )
+        n_usable = int(ok.sum()) + n_below
         usable_share = n_usable / n_pixels
         if n_usable < config.region.min_pixels or usable_share < config.region.min_usable_share:
             reasons.append(f"usable_share={usable_share:.2f}")
@@ -305,10 +315,10 @@ def quantify_region(
             )
         if 1 - usable_share > config.qc.max_failed_share:
             reasons.append(f"failed_pixels={1 - usable_share:.2f}")
-        censored_share = (n_below + n_above) / n_usable
+        censored_share = n_below / n_usable
         if censored_share > config.qc.max_censored_share:
             reasons.append(f"censored_pixels={censored_share:.2f}")
-        status, value, ci_low, ci_high = censored_median(fits.t2star_ms[ok], n_below, n_above)
+        status, value, ci_low, ci_high = censored_median(fits.t2star_ms[ok], n_below, 0)
         s0 = float(np.median(fits.s0[ok])) if ok.any() else np.nan
         r2 = float(np.median(fits.r2[ok])) if ok.any() else np.nan
     if status is Status.BELOW_RANGE:
