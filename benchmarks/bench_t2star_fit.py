@@ -63,7 +63,7 @@ def main() -> None:
     base = load_t2star_config().fit
     print(f"slice {height}x{width}x{n_echoes} ({n_pixels} pixels), lmfit on {subset.size} pixels")
     for model in args.models:
-        options = dataclasses.replace(base, model=model, min_r2=0.0)
+        options = dataclasses.replace(base, model=model, min_r2=0.0, n_coils=N_COILS)
         start = time.perf_counter()
         result = fit_map(images, TE_MS, options, sigma=sigma)
         vector_s = time.perf_counter() - start

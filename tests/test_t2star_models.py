@@ -12,8 +12,9 @@ import pytest
 from cmrseg.t2star import (
     SIGNAL_MODELS,
     FitOptions,
+    NoiseEstimateError,
     Status,
-    estimate_noise_sigma,
+    estimate_noise,
     fit_curve_lmfit,
     fit_curves,
     fit_loglinear,
@@ -34,6 +35,7 @@ def _options(model: str, **changes: object) -> FitOptions:
     fit = load_t2star_config().fit
     if model == "mono_offset":
         changes.setdefault("min_echoes", max(fit.min_echoes, 4))
+    changes.setdefault("n_coils", N_COILS)
     return dataclasses.replace(fit, model=model, **changes)
 
 
@@ -168,15 +170,44 @@ def test_noise_sigma_is_estimated_from_background() -> None:
         ((images[..., None] / np.sqrt(N_COILS) + noise[..., 0]) ** 2).sum(-1)
         + (noise[..., 1] ** 2).sum(-1)
     )
-    assert estimate_noise_sigma(images, N_COILS) == pytest.approx(sigma, rel=0.03)
+    assert estimate_noise(images, N_COILS).sigma == pytest.approx(sigma, rel=0.03)
     background = np.ones((64, 64), dtype=bool)
     background[10:54, 10:54] = False
-    assert estimate_noise_sigma(images, N_COILS, background) == pytest.approx(sigma, rel=0.03)
+    assert estimate_noise(images, N_COILS, background=background).sigma == pytest.approx(
+        sigma, rel=0.03
+    )
+    # the coil count from the background statistics alone, and sigma with it
+    estimate = estimate_noise(images)
+    assert estimate.n_coils == pytest.approx(N_COILS, abs=0.5)
+    assert estimate.sigma == pytest.approx(sigma, rel=0.05)
     tissue_only = (
         300.0 * np.exp(-TE_MS / 20.0)[:, None, None] * np.linspace(1, 2, 64)[None, :, None]
     )
-    with pytest.raises(ValueError, match="background"):
-        estimate_noise_sigma(np.broadcast_to(tissue_only, (8, 64, 64)).copy(), N_COILS)
+    with pytest.raises(NoiseEstimateError, match="background") as err:
+        estimate_noise(np.broadcast_to(tissue_only, (8, 64, 64)).copy(), N_COILS)
+    assert err.value.reason == "no_background"
+    zero_filled = images.copy()
+    zero_filled[:, :8] = 0.0
+    with pytest.raises(NoiseEstimateError) as err:
+        estimate_noise(zero_filled, N_COILS)
+    assert err.value.reason == "zero_filled_background"
+
+
+def test_noise_keeps_to_lines_free_of_phase_direction_artifacts() -> None:
+    """Ghosts along the phase axis (rows) raise the air of the object's columns only."""
+    rng = np.random.default_rng(3)
+    sigma = 2.0
+    clean = np.zeros((8, 96, 96))
+    clean[:, 30:66, 30:66] = 300.0 * np.exp(-TE_MS / 30.0)[:, None, None]
+    clean[:, :, 30:66] += 20.0  # a ghost band along the phase-encoding axis (rows)
+    noise = rng.normal(size=(8, 96, 96, N_COILS, 2)) * sigma
+    images = np.sqrt(
+        ((clean[..., None] / np.sqrt(N_COILS) + noise[..., 0]) ** 2).sum(-1)
+        + (noise[..., 1] ** 2).sum(-1)
+    )
+    estimate = estimate_noise(images, N_COILS, phase_encoding_axis=0)
+    assert estimate.artifact_free
+    assert estimate.sigma == pytest.approx(sigma, rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +218,7 @@ def test_noise_sigma_is_estimated_from_background() -> None:
         (np.zeros(8), Status.FIT_FAILED),  # no signal
         (np.r_[100.0, -1.0, np.ones(6)], Status.FIT_FAILED),  # negative sample
         (np.r_[100.0, np.nan, np.ones(6)], Status.FIT_FAILED),  # non-finite sample
-        (100.0 * np.exp(-TE_MS / 0.2), Status.OUT_OF_RANGE),  # decays faster than the bound
+        (100.0 * np.exp(-TE_MS / 0.2), Status.BELOW_RANGE),  # decays faster than the bound
     ],
 )
 def test_failed_fits_report_nan_and_a_status(signal: np.ndarray, status: Status) -> None:
@@ -239,6 +270,7 @@ def test_lmfit_is_imported_only_by_the_reference_fitter():
         "import sys, numpy as np, cmrseg.t2star as t\n"
         "assert 'lmfit' not in sys.modules, 'imported with the package'\n"
         "opts = t.FitOptions(model='mono', t2star_bounds_ms=(1.0, 200.0), min_echoes=3,"
+        " low_bound_te1_fraction=0.5,"
         " min_r2=0.5, n_coils=4, truncation_factor=2.0)\n"
         "te = np.linspace(3.0, 21.0, 8)\n"
         "fit = t.fit_curve_lmfit(te, 100 * np.exp(-te / 20.0), opts)\n"

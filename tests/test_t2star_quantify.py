@@ -40,7 +40,7 @@ PHANTOM_MM = (1.40625, 1.40625)  # display pixels of the phantom (conf/synth/def
 
 def _config(**region_changes: object):
     """The shipped config, by default switched to the paper's whole-wall mean-signal fit."""
-    config = load_t2star_config()
+    config = load_t2star_config(overrides=["fit.n_coils=4"])
     region_changes = {"estimator": "mean_signal", "wall": "full", **region_changes}
     return dataclasses.replace(config, region=dataclasses.replace(config.region, **region_changes))
 
@@ -202,7 +202,8 @@ def test_wall_core_reduces_blood_partial_volume() -> None:
     with pytest.raises(InputError, match="pixel_spacing_mm"):
         quantify_slice(blurred, TE_MS, labels, rv, config=core_config, pixel_spacing_mm=(1.4, 0.0))
     no_erosion = _config(wall="core", core_erosion_mm=0.0)
-    assert quantify_slice(blurred, TE_MS, labels, rv, config=no_erosion, sigma=0.0)[0] == full
+    unchanged = quantify_slice(blurred, TE_MS, labels, rv, config=no_erosion, sigma=0.0)[0]
+    assert unchanged.t2star_ms == full.t2star_ms and unchanged.n_pixels == full.n_pixels
 
 
 def test_wall_core_is_a_physical_distance_across_pixel_spacings() -> None:
@@ -394,3 +395,102 @@ def test_cli_refusals_exit_2_without_output(
         source,
         not_hdf5,
     }
+
+
+def test_censored_median_ranks_bound_pixels_instead_of_dropping_them() -> None:
+    from cmrseg.t2star import censored_median
+
+    values = np.array([2.0, 2.2, 2.4, 2.6])
+    status, median, _, _ = censored_median(values, n_below=3, n_above=0)
+    # a plain median of the measured values would say 2.3 ms; with 3 pixels below the bound
+    # the middle of 7 ranks is the smallest measured value
+    assert status is Status.OK and median == 2.0
+    assert censored_median(values, n_below=5, n_above=0)[0] is Status.BELOW_RANGE
+    assert censored_median(values, n_below=0, n_above=5)[0] is Status.OUT_OF_RANGE
+
+
+def _rows(images: np.ndarray, labels: np.ndarray, rv, field: float = 1.5, **overrides: str):
+    config = load_t2star_config(overrides=[f"{k}={v}" for k, v in overrides.items()])
+    return quantify_stack(
+        [images],
+        TE_MS[None],
+        [labels],
+        ["S0001"],
+        ["mid"],
+        config=config,
+        rv_insertion=np.array([rv]),
+        phase_encoding_axis=np.array([0]),
+        pixel_spacing_mm=np.array([[1.4, 1.4]]),
+        field_strength_t=np.array([field], np.float32),
+        progress=False,
+    )
+
+
+def test_region_beyond_the_lower_bound_is_below_range_and_severe() -> None:
+    """T2* 0.5 ms (far below TE1 = 2.97 ms): every pixel ends on the bound, the row keeps it."""
+    images, labels, rv = lv_slice(sigma=2.0, seed=4)
+    short = images.copy()
+    myo = labels == 2
+    short[:, myo] = (200.0 * np.exp(-TE_MS / 0.5))[:, None] + 5.0
+    row = _rows(short, labels, rv)[0]
+    assert row["status"] == "below_range" and row["t2star_ms"] == ""
+    assert float(row["t2star_ci_high_ms"]) == pytest.approx(0.5 * TE_MS[0], rel=1e-3)
+    assert row["grade"] == "severe" and "below_1.49ms" in row["qc_reasons"]
+
+
+def test_rising_curves_are_out_of_range_with_a_reason() -> None:
+    images, labels, rv = lv_slice(sigma=2.0, seed=5)
+    rising = images.copy()
+    rising[:, labels == 2] = (100.0 * np.exp(TE_MS / 30.0))[:, None]
+    row = _rows(rising, labels, rv)[0]
+    assert row["status"] == "out_of_range" and row["t2star_ms"] == "" and row["qc"] == "review"
+    assert row["qc_reasons"]
+
+
+def test_zero_filled_background_and_no_air_fall_back_visibly() -> None:
+    images, labels, rv = lv_slice(sigma=3.0, seed=6)
+    zero_filled = np.where(images > 30.0, images, 0.0)
+    rows = _rows(zero_filled, labels, rv)
+    assert all("noise_model_fallback:zero_filled_background" in r["qc_reasons"] for r in rows)
+    assert rows[0]["method"] == "median_pixel/core/mono_offset" and rows[0]["noise_sigma"] == ""
+    assert all(r["qc"] == "review" for r in rows)
+    no_air = images[:, 8:-8, 8:-8][:, 20:60, 20:60]
+    crop_labels = labels[8:-8, 8:-8][20:60, 20:60]
+    crop_rv = (rv[0] - 28, rv[1] - 28)
+    rows = _rows(no_air, crop_labels, crop_rv, noise_fallback_model="none")
+    assert rows[0]["status"] == "no_noise_estimate"
+    assert rows[0]["qc_reasons"] == "no_noise_estimate:no_background"
+
+
+def test_rows_name_the_method_noise_and_field() -> None:
+    images, labels, rv = lv_slice(sigma=3.0, seed=7)
+    rows = _rows(images, labels, rv)
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert rows[0]["method"] == "median_pixel/core/noise_corrected"
+    assert float(rows[0]["noise_sigma"]) == pytest.approx(3.0, rel=0.1)
+    assert float(rows[0]["n_coils"]) == pytest.approx(4.0, abs=0.5)
+    assert rows[0]["grade"] == "normal"  # 30 ms
+    unknown = _rows(images, labels, rv, field=float("nan"))[0]
+    assert unknown["grade"] == "normal" and "unknown_field" in unknown["qc_reasons"]
+    at_3t = _rows(images, labels, rv, field=3.0)[0]
+    assert at_3t["grade"] == "normal" and at_3t["status"] == "ok"
+    at_7t = _rows(images, labels, rv, field=7.0)
+    assert {r["status"] for r in at_7t} == {"unsupported_field"}
+    assert all(r["t2star_ms"] == "" and r["grade"] == "" for r in at_7t)
+    assert "no_cutoffs_at_7T" in at_7t[0]["qc_reasons"]
+
+
+@pytest.mark.parametrize(
+    ("t2star_ms", "field", "grade"),
+    [
+        (13.0, 3.0, "normal"),
+        (12.0, 3.0, "mild"),
+        (7.0, 3.0, "moderate"),
+        (5.0, 3.0, "severe"),
+        (13.0, float("nan"), "moderate"),
+        (13.0, 7.0, ""),
+        (13.0, 2.89, "normal"),
+    ],
+)
+def test_grades_use_the_cut_offs_of_the_field(t2star_ms: float, field: float, grade: str) -> None:
+    assert grade_t2star(t2star_ms, field) == grade

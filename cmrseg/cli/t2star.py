@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             rv_insertion=info.rv_insertion,
             phase_encoding_axis=info.phase_encoding_axis,
             pixel_spacing_mm=info.pixel_spacing_mm,
+            field_strength_t=info.field_strength_t,
             progress=not args.no_progress,
         )
     finally:

@@ -7,6 +7,7 @@ myocardial regions (sectors, AHA segments, septal ROI, wall core), grading and t
 
 from cmrseg.t2star.config import (
     DEFAULT_CONFIG_PATH,
+    QcOptions,
     RegionOptions,
     T2StarConfig,
     load_t2star_config,
@@ -21,18 +22,23 @@ from cmrseg.t2star.fitting import (
     fit_loglinear,
     fit_map,
 )
-from cmrseg.t2star.grading import grade_t2star, myocardial_iron_mg_per_g
+from cmrseg.t2star.grading import grade_t2star, grading_field_t, myocardial_iron_mg_per_g
 from cmrseg.t2star.quantify import (
     REGIONS,
     RegionResult,
+    SliceNoise,
+    censored_median,
     quantify_region,
     quantify_slice,
+    slice_noise,
     slice_noise_sigma,
     t2star_map,
 )
 from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
 from cmrseg.t2star.signal import (
-    estimate_noise_sigma,
+    NoiseEstimate,
+    NoiseEstimateError,
+    estimate_noise,
     mono_exp,
     mono_exp_noise_corrected,
     mono_exp_offset,
@@ -50,17 +56,23 @@ __all__ = [
     "CurveFit",
     "FitOptions",
     "MapFit",
+    "NoiseEstimate",
+    "NoiseEstimateError",
+    "QcOptions",
     "RegionOptions",
     "RegionResult",
+    "SliceNoise",
     "Status",
     "T2StarConfig",
+    "censored_median",
     "core_erosion_px",
-    "estimate_noise_sigma",
+    "estimate_noise",
     "fit_curve_lmfit",
     "fit_curves",
     "fit_loglinear",
     "fit_map",
     "grade_t2star",
+    "grading_field_t",
     "load_t2star_config",
     "mono_exp",
     "mono_exp_noise_corrected",
@@ -70,6 +82,7 @@ __all__ = [
     "quantify_region",
     "quantify_slice",
     "quantify_stack",
+    "slice_noise",
     "slice_noise_sigma",
     "slice_rows",
     "status_code",

@@ -16,7 +16,13 @@ from typing import Any
 from cmrseg.conf import CONF_DIR, load_structured
 from cmrseg.t2star.fitting import FitOptions
 
-__all__ = ["DEFAULT_CONFIG_PATH", "RegionOptions", "T2StarConfig", "load_t2star_config"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "QcOptions",
+    "RegionOptions",
+    "T2StarConfig",
+    "load_t2star_config",
+]
 
 #: The project's documented defaults (the Hydra config group ``t2star``).
 DEFAULT_CONFIG_PATH = CONF_DIR / "t2star" / "default.yaml"
@@ -39,7 +45,10 @@ class RegionOptions:
             borders along the phase-encoding axis, see :func:`~cmrseg.t2star.wall_core_mask`).
         core_erosion_mm: Erosion of ``core`` in mm from each border, converted per slice to
             pixels along the phase-encoding axis (:func:`~cmrseg.t2star.core_erosion_px`).
-        min_pixels: Regions with fewer pixels are ``too_few_pixels``.
+        min_pixels: Regions with fewer pixels are ``too_few_pixels``; ``median_pixel`` regions
+            with fewer usable pixel fits (a value, or censored at a bound) are ``fit_failed``.
+        min_usable_share: ``median_pixel`` regions where a smaller share of the pixels has a
+            usable fit are ``fit_failed`` (their median would describe a minority).
         rv_insertion_fallback: When ``rv_insertion`` is NaN: ``standard_orientation`` estimates
             it (:func:`~cmrseg.t2star.estimate_rv_insertion`, logged), ``none`` reports
             ``no_reference_point``.
@@ -51,6 +60,7 @@ class RegionOptions:
     wall: str
     core_erosion_mm: float
     min_pixels: int
+    min_usable_share: float
     rv_insertion_fallback: str
     standard_rv_angle_deg: float
     septal_width_deg: float
@@ -67,10 +77,33 @@ class RegionOptions:
                 raise ValueError(f"region.{name} must be one of {allowed}, got {value!r}")
         if self.min_pixels < 1:
             raise ValueError(f"region.min_pixels must be >= 1, got {self.min_pixels}")
+        if not 0 <= self.min_usable_share <= 1:
+            raise ValueError(
+                f"region.min_usable_share must be in [0, 1], got {self.min_usable_share}"
+            )
         if not (math.isfinite(self.core_erosion_mm) and self.core_erosion_mm >= 0):
             raise ValueError(
                 f"region.core_erosion_mm must be finite and >= 0, got {self.core_erosion_mm}"
             )
+
+
+@dataclass
+class QcOptions:
+    """When a row says ``qc=review`` (a person should look); the reasons go in ``qc_reasons``.
+
+    Attributes:
+        min_r2: Median R^2 of the region's fits below this.
+        max_failed_share: Share of the region's pixels without a usable fit above this.
+        max_censored_share: Share of the usable pixel fits censored at a bound above this.
+        min_pixels: Fewer pixels in the region than this.
+        max_ci_relative_width: Width of the 95% CI over the value above this.
+    """
+
+    min_r2: float
+    max_failed_share: float
+    max_censored_share: float
+    min_pixels: int
+    max_ci_relative_width: float
 
 
 @dataclass
@@ -81,16 +114,28 @@ class T2StarConfig:
         fit: Signal model, bounds and acceptance of one curve fit.
         noise_sigma: Noise SD per coil channel (image units) or ``None`` to estimate it per
             slice from the background (models ``truncated`` and ``noise_corrected``).
+        noise_fallback_model: Model fitted when the noise cannot be estimated (no air, a
+            zero-filled or masked background): ``mono_offset`` (its constant absorbs the floor),
+            ``mono`` or ``none`` (no value: status ``no_noise_estimate``). Rows name the model
+            in ``method`` and the reason in ``qc_reasons``.
         region: Region estimator and ROI.
+        qc: Thresholds of the per-row quality flag.
     """
 
     fit: FitOptions
     noise_sigma: float | None
+    noise_fallback_model: str
     region: RegionOptions
+    qc: QcOptions
 
     def __post_init__(self) -> None:
         if self.noise_sigma is not None and self.noise_sigma < 0:
             raise ValueError(f"noise_sigma must be >= 0 or null, got {self.noise_sigma}")
+        allowed = ("mono_offset", "mono", "none")
+        if self.noise_fallback_model not in allowed:
+            raise ValueError(
+                f"noise_fallback_model must be one of {allowed}, got {self.noise_fallback_model!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> T2StarConfig:

@@ -56,18 +56,26 @@ class FitOptions:
         model: One of :data:`SIGNAL_MODELS`: ``mono`` (S0 exp(-TE/T2*)), ``mono_offset``
             (+ C), ``truncated`` (mono on the echoes above ``truncation_factor`` x noise floor)
             or ``noise_corrected`` (noncentral-chi mean of the mono decay; needs ``sigma``).
-        t2star_bounds_ms: ``(low, high)`` fit bounds; a T2* on a bound is ``out_of_range``.
+        t2star_bounds_ms: ``(low, high)`` fit bounds in ms. The lower bound actually used is
+            the larger of ``low`` and ``low_bound_te1_fraction`` x the first echo time
+            (:meth:`bounds_ms`): a T2* far below the first TE leaves no signal to measure. A T2*
+            on the lower bound is ``below_range``, on the upper bound ``out_of_range``.
+        low_bound_te1_fraction: Lower bound as a fraction of the first echo time (0: only
+            ``low``).
         min_echoes: Fewest echoes a fit may use.
         min_r2: Fits with a lower coefficient of determination are ``fit_failed``.
-        n_coils: Receiver coils combined by RSS (noise model of ``truncated``/``noise_corrected``).
+        n_coils: Effective number of receiver coils combined by RSS (noise model of
+            ``truncated``/``noise_corrected``; may be fractional); ``None``: estimated per slice
+            from the background (:func:`~cmrseg.t2star.estimate_noise`). A fit needs a number.
         truncation_factor: Echo threshold of ``truncated`` in units of the noise-floor mean.
     """
 
     model: str
     t2star_bounds_ms: tuple[float, float]
+    low_bound_te1_fraction: float
     min_echoes: int
     min_r2: float
-    n_coils: int
+    n_coils: float | None
     truncation_factor: float
 
     def __post_init__(self) -> None:
@@ -80,9 +88,18 @@ class FitOptions:
             raise ValueError(f"t2star_bounds_ms must satisfy 0 < low < high, got {low}, {high}")
         if self.min_echoes < self.n_params + 1:
             raise ValueError(f"model {self.model} needs min_echoes >= {self.n_params + 1}")
-        if self.n_coils < 1:
-            raise ValueError(f"n_coils must be >= 1, got {self.n_coils}")
+        if self.n_coils is not None and not self.n_coils >= 1:
+            raise ValueError(f"n_coils must be >= 1 or null, got {self.n_coils}")
+        if not 0 <= self.low_bound_te1_fraction < 1:
+            raise ValueError(
+                f"low_bound_te1_fraction must be in [0, 1), got {self.low_bound_te1_fraction}"
+            )
         self.t2star_bounds_ms = (float(low), float(high))
+
+    def bounds_ms(self, te_ms: np.ndarray) -> tuple[float, float]:
+        """Fit bounds ``(low, high)`` in ms for these echo times (see ``t2star_bounds_ms``)."""
+        low, high = self.t2star_bounds_ms
+        return max(low, self.low_bound_te1_fraction * float(np.asarray(te_ms)[0])), high
 
     @property
     def n_params(self) -> int:
@@ -176,6 +193,8 @@ def _check_inputs(
     needs_sigma = options.needs_sigma if needs_sigma is None else needs_sigma
     if needs_sigma and (sigma is None or not np.isfinite(sigma) or sigma < 0):
         raise ValueError(f"model {options.model} needs a finite noise sigma >= 0, got {sigma}")
+    if needs_sigma and options.n_coils is None:
+        raise ValueError(f"model {options.model} needs n_coils (estimate it: estimate_noise)")
     return te, y
 
 
@@ -223,6 +242,8 @@ def fit_loglinear(
     y = y.reshape(-1, te.size)
     weights = _echo_weights(y, options, sigma)
     s0, rate = _loglinear(te, y, weights)
+    low_ms, high_ms = options.bounds_ms(te)
+    rate = np.clip(rate, 1.0 / high_ms, 1.0 / low_ms)
     used = weights * (y > 0)
     n_used = used.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -353,7 +374,7 @@ def fit_curves(
     y_n = y / norm[:, None]
     sigma_n = (0.0 if sigma is None else float(sigma)) / norm
     s0, rate = _loglinear(te, y_n, weights * y_n**2)
-    low_ms, high_ms = options.t2star_bounds_ms
+    low_ms, high_ms = options.bounds_ms(te)
     lower = [0.0, 1.0 / high_ms] + ([0.0] if options.model == "mono_offset" else [])
     upper = [1e6, 1.0 / low_ms] + ([1e6] if options.model == "mono_offset" else [])
     p0 = np.column_stack(
@@ -401,7 +422,7 @@ def _finish(
     converged: np.ndarray | None = None,
 ) -> MapFit:
     """Turn fitted ``(S0, R2*, [C])`` [P, K] into a :class:`MapFit` with statuses."""
-    low_ms, high_ms = options.t2star_bounds_ms
+    low_ms, high_ms = options.bounds_ms(te)
     s0, rate = params[:, 0], params[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         t2star = 1.0 / rate
@@ -414,14 +435,15 @@ def _finish(
         half_width = stats.t.ppf(0.5 + _CI_LEVEL / 2, dof) * rate_se / rate**2
     finite = np.isfinite(t2star) & np.isfinite(s0) & np.all(np.isfinite(y), axis=1)
     tol = 1e-6
-    at_bound = (t2star <= low_ms * (1 + tol)) | (t2star >= high_ms * (1 - tol))
     not_converged = np.zeros(len(y), dtype=bool) if converged is None else ~converged
     failed = (n_used < options.min_echoes) | ~finite | (s0 <= 0) | not_converged
-    out_of_range = ~failed & (at_bound | ~np.isfinite(t2star))
-    failed |= ~out_of_range & ~(r2 >= options.min_r2)
+    below = ~failed & (t2star <= low_ms * (1 + tol))
+    above = ~failed & ~below & ((t2star >= high_ms * (1 - tol)) | ~np.isfinite(t2star))
+    failed |= ~below & ~above & ~(r2 >= options.min_r2)
     status = np.full(len(y), status_code(Status.OK), dtype=np.uint8)
     status[failed] = status_code(Status.FIT_FAILED)
-    status[out_of_range] = status_code(Status.OUT_OF_RANGE)
+    status[below] = status_code(Status.BELOW_RANGE)
+    status[above] = status_code(Status.OUT_OF_RANGE)
     ok = status == status_code(Status.OK)
 
     def _masked(values: np.ndarray) -> np.ndarray:
@@ -521,7 +543,7 @@ def fit_curve_lmfit(
         return failed
     te_used, y_used = te[used], y[used]
     s0_start, rate_start = _loglinear(te_used, y_used[None], y_used[None] ** 2)
-    low_ms, high_ms = options.t2star_bounds_ms
+    low_ms, high_ms = options.bounds_ms(te)
     s0_start = float(s0_start[0]) if np.isfinite(s0_start[0]) else float(y_used.max())
     t2_start = 1.0 / rate_start[0] if rate_start[0] > 0 else np.sqrt(low_ms * high_ms)
     model = _lmfit_model(options.model)
@@ -542,7 +564,8 @@ def fit_curve_lmfit(
     if not result.success or not np.isfinite(t2.value) or result.params["s0"].value <= 0:
         return failed
     if at_bound:
-        return CurveFit(*(np.nan,) * 6, n_echoes=int(used.sum()), status=Status.OUT_OF_RANGE)
+        status = Status.BELOW_RANGE if t2.value <= low_ms * (1 + rel_tol) else Status.OUT_OF_RANGE
+        return CurveFit(*(np.nan,) * 6, n_echoes=int(used.sum()), status=status)
     if not r2 >= options.min_r2:
         return failed
     dof = int(used.sum()) - options.n_params

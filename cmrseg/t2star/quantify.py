@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -16,14 +18,17 @@ from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
 from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
-from cmrseg.t2star.signal import estimate_noise_sigma
+from cmrseg.t2star.signal import NoiseEstimateError, estimate_noise
 from cmrseg.t2star.status import Status, status_code
 
 __all__ = [
     "REGIONS",
     "RegionResult",
+    "SliceNoise",
+    "censored_median",
     "quantify_region",
     "quantify_slice",
+    "slice_noise",
     "slice_noise_sigma",
     "t2star_map",
 ]
@@ -47,6 +52,12 @@ class RegionResult:
         r2: Coefficient of determination of the fit (median over pixels for ``median_pixel``).
         n_pixels: Pixels in the region's ROI.
         status: Outcome.
+        method: ``estimator/roi/model`` actually used, e.g. ``median_pixel/core/noise_corrected``
+            (names a fallback model); empty when nothing was fitted.
+        noise_sigma: Noise SD per coil channel the model used; NaN when none.
+        n_coils: Effective coil count the model used; NaN when none.
+        bound_ms: For ``below_range``: the lower fit bound the T2* lies below; NaN otherwise.
+        qc_reasons: Why a person should look at this result (empty: nothing found).
     """
 
     region: str
@@ -57,16 +68,36 @@ class RegionResult:
     r2: float
     n_pixels: int
     status: Status
+    method: str = ""
+    noise_sigma: float = math.nan
+    n_coils: float = math.nan
+    bound_ms: float = math.nan
+    qc_reasons: tuple[str, ...] = ()
 
     @property
     def grade(self) -> str:
-        """Iron-overload grade, ``""`` unless ``ok``."""
-        return grade_t2star(self.t2star_ms) if self.status is Status.OK else ""
+        """Iron-overload grade at 1.5 T; ``severe`` for ``below_range``; ``""`` otherwise."""
+        return self.grade_at(1.5)
+
+    def grade_at(self, field_strength_t: float) -> str:
+        """Iron-overload grade at a field (NaN: 1.5 T), ``""`` unless ``ok`` or ``below_range``.
+
+        A ``below_range`` result grades as its bound does when every T2* below that bound has
+        the same grade (``severe`` for any bound below the severe cut-off).
+        """
+        if self.status is Status.OK:
+            return grade_t2star(self.t2star_ms, field_strength_t)
+        if self.status is Status.BELOW_RANGE and np.isfinite(self.bound_ms):
+            grade = grade_t2star(self.bound_ms * (1 - 1e-9), field_strength_t)
+            return grade if grade == grade_t2star(1e-6, field_strength_t) else ""
+        return ""
 
     @classmethod
-    def without_value(cls, region: str, n_pixels: int, status: Status) -> RegionResult:
-        """A result that carries only a reason."""
-        return cls(region, *(np.nan,) * 5, n_pixels=n_pixels, status=status)
+    def without_value(
+        cls, region: str, n_pixels: int, status: Status, **details: Any
+    ) -> RegionResult:
+        """A result that carries only a reason (``details``: method, noise, qc_reasons)."""
+        return cls(region, *(np.nan,) * 5, n_pixels=n_pixels, status=status, **details)
 
 
 def _check_slice(images: np.ndarray, te_ms: np.ndarray, labels: np.ndarray) -> None:
@@ -82,40 +113,113 @@ def _check_slice(images: np.ndarray, te_ms: np.ndarray, labels: np.ndarray) -> N
         raise InputError("images must be finite and >= 0 (magnitude data)")
 
 
-def slice_noise_sigma(
-    images: np.ndarray, config: T2StarConfig, sigma: float | None = None
-) -> tuple[FitOptions, float | None]:
-    """Noise SD for one slice and the fit options that can use it.
+@dataclass(frozen=True)
+class SliceNoise:
+    """The noise model of one slice.
 
-    Priority: ``sigma``, then ``config.noise_sigma``, then an estimate from the slice's
-    background. When the model needs a noise SD and none can be had, the slice falls back to
-    the plain ``mono`` model with a warning in the log.
+    Attributes:
+        options: Fit options to use: the configured ones with the slice's coil count, or the
+            fallback model; ``None`` when nothing may be fitted (``noise_fallback_model: none``).
+        sigma: Noise SD per coil channel for the model; ``None`` when the model needs none.
+        reasons: QC reasons (a fallback and why, a background with artifacts).
+    """
 
-    Returns:
-        ``(fit options, sigma)``; sigma is ``None`` when the model does not need it.
+    options: FitOptions | None
+    sigma: float | None
+    reasons: tuple[str, ...]
+
+
+def slice_noise(
+    images: np.ndarray,
+    config: T2StarConfig,
+    sigma: float | None = None,
+    phase_encoding_axis: int = -1,
+) -> SliceNoise:
+    """Noise SD, coil count and the signal model that can use them, for one slice.
+
+    Priority for sigma: ``sigma``, then ``config.noise_sigma``, then an estimate from the
+    slice's background (:func:`~cmrseg.t2star.estimate_noise`); the coil count is
+    ``config.fit.n_coils`` or estimated from the same background. When the model needs them and
+    the background gives none (no air, a zero-filled or masked background), the slice falls back
+    to ``config.noise_fallback_model`` and says so: a warning in the log and the reason
+    ``noise_model_fallback:<why>`` on every row (with ``none``, status ``no_noise_estimate``).
     """
     options = config.fit
     if not options.needs_sigma:
-        return options, None
+        return SliceNoise(options, None, ())
     if sigma is None:
         sigma = config.noise_sigma
-    if sigma is None:
+    n_coils = options.n_coils
+    reasons: tuple[str, ...] = ()
+    if sigma is None or n_coils is None:
         try:
-            sigma = estimate_noise_sigma(images, options.n_coils)
-        except ValueError as err:
-            log.warning("noise SD not estimable (%s); fitting model 'mono' without floor", err)
-            return dataclasses.replace(options, model="mono"), None
-    return options, float(sigma)
+            estimate = estimate_noise(images, n_coils, phase_encoding_axis)
+        except NoiseEstimateError as err:
+            fallback = config.noise_fallback_model
+            log.warning("noise not estimable (%s); fitting model %r without it", err, fallback)
+            if fallback == "none":
+                return SliceNoise(None, None, (f"no_noise_estimate:{err.reason}",))
+            min_echoes = max(options.min_echoes, 4 if fallback == "mono_offset" else 3)
+            options = dataclasses.replace(options, model=fallback, min_echoes=min_echoes)
+            return SliceNoise(options, None, (f"noise_model_fallback:{err.reason}",))
+        if sigma is None:
+            sigma = estimate.sigma
+            if not estimate.artifact_free:
+                reasons = ("noise_from_background_with_artifacts",)
+        n_coils = estimate.n_coils
+    return SliceNoise(dataclasses.replace(options, n_coils=n_coils), float(sigma), reasons)
 
 
-def _median_ci(values: np.ndarray) -> tuple[float, float]:
-    """Distribution-free 95% CI of the median from order statistics."""
-    ordered = np.sort(values)
+def slice_noise_sigma(
+    images: np.ndarray, config: T2StarConfig, sigma: float | None = None
+) -> tuple[FitOptions, float | None]:
+    """``(fit options, sigma)`` of :func:`slice_noise` (phase-encoding axis unknown).
+
+    The options are the configured ones when nothing may be fitted.
+    """
+    noise = slice_noise(images, config, sigma)
+    return (config.fit if noise.options is None else noise.options), noise.sigma
+
+
+def censored_median(
+    values: np.ndarray, n_below: int, n_above: int
+) -> tuple[Status, float, float, float]:
+    """Median of a sample with values censored at the fit bounds, and its 95% CI.
+
+    Pixels whose fit ends on the lower bound have a T2* below it, but not a known one: they are
+    left-censored, not missing. Dropping them (as a plain median of the successful fits does)
+    moves the median up exactly where T2* is short: on the phantom a true 2-5 ms read +26%.
+    Ranking them below every measured value (and upper-bound pixels above it) gives the median
+    of all usable pixels, which is exact whenever the middle rank falls on a measured value; it
+    needs no model of the censored tail, unlike a Tobit-style likelihood, and keeps the median's
+    robustness to blood partial volume in a minority of pixels. When the middle rank is censored,
+    only the side is known: ``below_range`` or ``out_of_range``.
+
+    Args:
+        values: Measured values [M] (finite).
+        n_below: Count censored at the lower bound.
+        n_above: Count censored at the upper bound.
+
+    Returns:
+        ``(status, median, ci_low, ci_high)``: ``ok`` with numbers (a CI end that is a censored
+        rank is NaN), or ``below_range`` / ``out_of_range`` with NaNs.
+    """
+    ordered = np.concatenate([np.full(n_below, -np.inf), np.sort(values), np.full(n_above, np.inf)])
     n = ordered.size
+    middle = ordered[[(n - 1) // 2, n // 2]]
+    if np.any(middle == -np.inf):
+        return Status.BELOW_RANGE, np.nan, np.nan, np.nan
+    if np.any(middle == np.inf):
+        return Status.OUT_OF_RANGE, np.nan, np.nan, np.nan
     half = stats.norm.ppf(0.975) * np.sqrt(n) / 2.0
-    low = int(np.clip(np.floor(n / 2.0 - half), 0, n - 1))
-    high = int(np.clip(np.ceil(n / 2.0 + half), 0, n - 1))
-    return float(ordered[low]), float(ordered[high])
+    low = ordered[int(np.clip(np.floor(n / 2.0 - half), 0, n - 1))]
+    high = ordered[int(np.clip(np.ceil(n / 2.0 + half), 0, n - 1))]
+    return (
+        Status.OK,
+        float(middle.mean()),
+        float(low) if np.isfinite(low) else np.nan,
+        float(high) if np.isfinite(high) else np.nan,
+    )
 
 
 def quantify_region(
@@ -126,71 +230,127 @@ def quantify_region(
     *,
     sigma: float | None = None,
     region: str = "roi",
+    noise: SliceNoise | None = None,
+    roi: str | None = None,
 ) -> RegionResult:
     """T2* of the pixels in ``mask`` by the configured estimator.
 
     ``mean_signal`` fits the region's mean magnitude per echo (the paper's method).
-    ``median_pixel`` fits every pixel and reports the median of the successful fits, which is
-    robust to partial volume with blood in a minority of pixels. Where fewer than
-    ``region.min_pixels`` pixel fits succeed (T2* of 2-4 ms at clinical SNR: only the first
-    one or two echoes carry signal), the region is ``fit_failed``. A region-level fit of the
-    mean or per-echo median signal is no remedy there: on the phantom it failed as well in
-    most such regions, and where it converged it returned 10-50 ms for a true 2-4 ms (blood
-    partial volume dominates the late echoes), a wrong grade rather than no value.
+    ``median_pixel`` fits every pixel and reports the censored median of the usable fits
+    (:func:`censored_median`): pixels whose fit ends on the lower bound rank below every
+    measured value. Pixels on the upper bound are failed fits (a myocardial curve that does not
+    decay is a flat floor with ghosts, not a T2* of 200 ms; counting them as censored above
+    raised a true 2.1 ms to 7-10 ms on the phantom); a region where they are the majority is
+    ``out_of_range``. The region is ``fit_failed`` when fewer than ``region.min_pixels`` pixels,
+    or less than ``region.min_usable_share`` of them, have a usable fit (a value or a bound);
+    ``below_range`` (with the bound in ``bound_ms``) when the middle rank is below the lower
+    bound. A region-level fit of the mean signal is no remedy for short T2*: on the phantom it
+    returned 10-50 ms for a true 2-4 ms (blood partial volume dominates the late echoes).
 
     Args:
         images: Magnitude images ``[E, H, W]``.
         te_ms: Echo times [E] in ms.
         mask: Boolean ``[H, W]`` region of interest (used as given, no erosion).
         config: T2* settings.
-        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+        sigma: Noise SD per channel; see :func:`slice_noise` (ignored when ``noise`` is given).
         region: Name written into the result.
+        noise: The slice's noise model; ``None`` to work it out here.
+        roi: Name of the ROI for ``method`` (default ``config.region.wall``).
 
     Returns:
         :class:`RegionResult`.
     """
     images, te_ms, mask = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(mask, bool)
     _check_slice(images, te_ms, mask)
+    if noise is None:
+        noise = slice_noise(images, config, sigma)
+    options = noise.options
+    estimator = config.region.estimator
+    details: dict[str, Any] = {
+        "method": f"{estimator}/{roi or config.region.wall}/{options.model if options else 'none'}",
+        "noise_sigma": np.nan if noise.sigma is None else noise.sigma,
+        "n_coils": np.nan if noise.sigma is None or options is None else float(options.n_coils),
+    }
+    reasons = list(noise.reasons)
     n_pixels = int(mask.sum())
     if n_pixels == 0:
-        return RegionResult.without_value(region, 0, Status.EMPTY_MASK)
+        return RegionResult.without_value(region, 0, Status.EMPTY_MASK, **details)
     if n_pixels < config.region.min_pixels:
-        return RegionResult.without_value(region, n_pixels, Status.TOO_FEW_PIXELS)
-    options, sigma = slice_noise_sigma(images, config, sigma)
+        return RegionResult.without_value(region, n_pixels, Status.TOO_FEW_PIXELS, **details)
+    if options is None:
+        return RegionResult.without_value(
+            region, n_pixels, Status.NO_NOISE_ESTIMATE, qc_reasons=tuple(reasons), **details
+        )
+    if n_pixels < config.qc.min_pixels:
+        reasons.append(f"few_pixels={n_pixels}")
+    low_bound_ms = options.bounds_ms(te_ms)[0]
     curves = images[:, mask].T.astype(float)
-    if config.region.estimator == "mean_signal":
-        return _region_curve_fit(te_ms, curves.mean(axis=0), options, sigma, region, n_pixels)
-    fits = fit_curves(te_ms, curves, options, sigma)
-    ok = fits.status == status_code(Status.OK)
-    if ok.sum() < config.region.min_pixels:
-        return RegionResult.without_value(region, n_pixels, Status.FIT_FAILED)
-    low, high = _median_ci(fits.t2star_ms[ok])
+    if estimator == "mean_signal":
+        fit = fit_curves(te_ms, curves.mean(axis=0), options, noise.sigma).curve(())
+        status, value, ci_low, ci_high = (
+            fit.status,
+            fit.t2star_ms,
+            fit.ci_low_ms,
+            fit.ci_high_ms,
+        )
+        s0, r2 = fit.s0, fit.r2
+    else:
+        fits = fit_curves(te_ms, curves, options, noise.sigma)
+        ok = fits.status == status_code(Status.OK)
+        n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
+        n_above = int((fits.status == status_code(Status.OUT_OF_RANGE)).sum())
+        # Only the lower bound censors: a myocardial pixel at the upper bound (200 ms) is a
+        # curve that does not decay (flat floor with ghosts), a failed fit, not long T2*.
+        if n_above > n_pixels / 2:
+            reasons.append(f"non_decaying_pixels={n_above / n_pixels:.2f}")
+            return RegionResult.without_value(
+                region, n_pixels, Status.OUT_OF_RANGE, qc_reasons=tuple(reasons), **details
+            )
+        n_usable = int(ok.sum()) + n_below
+        usable_share = n_usable / n_pixels
+        if n_usable < config.region.min_pixels or usable_share < config.region.min_usable_share:
+            reasons.append(f"usable_share={usable_share:.2f}")
+            return RegionResult.without_value(
+                region, n_pixels, Status.FIT_FAILED, qc_reasons=tuple(reasons), **details
+            )
+        if 1 - usable_share > config.qc.max_failed_share:
+            reasons.append(f"failed_pixels={1 - usable_share:.2f}")
+        censored_share = n_below / n_usable
+        if censored_share > config.qc.max_censored_share:
+            reasons.append(f"censored_pixels={censored_share:.2f}")
+        status, value, ci_low, ci_high = censored_median(fits.t2star_ms[ok], n_below, 0)
+        s0 = float(np.median(fits.s0[ok])) if ok.any() else np.nan
+        r2 = float(np.median(fits.r2[ok])) if ok.any() else np.nan
+    if status is Status.BELOW_RANGE:
+        reasons.append(f"below_{low_bound_ms:.3g}ms")
+        return RegionResult.without_value(
+            region,
+            n_pixels,
+            status,
+            bound_ms=low_bound_ms,
+            qc_reasons=tuple(reasons),
+            **details,
+        )
+    if status is not Status.OK:
+        return RegionResult.without_value(
+            region, n_pixels, status, qc_reasons=tuple(reasons), **details
+        )
+    if not r2 >= config.qc.min_r2:
+        reasons.append(f"r2={r2:.2f}")
+    width = (ci_high - ci_low) / value
+    if not width <= config.qc.max_ci_relative_width:
+        reasons.append(f"ci_width={width:.2f}")
     return RegionResult(
         region,
-        float(np.median(fits.t2star_ms[ok])),
-        low,
-        high,
-        float(np.median(fits.s0[ok])),
-        float(np.median(fits.r2[ok])),
+        value,
+        ci_low,
+        ci_high,
+        s0,
+        r2,
         n_pixels,
         Status.OK,
-    )
-
-
-def _region_curve_fit(
-    te_ms: np.ndarray,
-    signal: np.ndarray,
-    options: FitOptions,
-    sigma: float | None,
-    region: str,
-    n_pixels: int,
-) -> RegionResult:
-    """One fit of a region's summary curve [E]; the status is the fit's."""
-    fit = fit_curves(te_ms, signal, options, sigma).curve(())
-    if fit.status is not Status.OK:
-        return RegionResult.without_value(region, n_pixels, fit.status)
-    return RegionResult(
-        region, fit.t2star_ms, fit.ci_low_ms, fit.ci_high_ms, fit.s0, fit.r2, n_pixels, fit.status
+        qc_reasons=tuple(reasons),
+        **details,
     )
 
 
@@ -212,13 +372,15 @@ def quantify_slice(
         te_ms: Echo times [E] in ms.
         labels: ``[H, W]`` with 0 background, 1 blood pool, 2 myocardium.
         rv_insertion: ``(row, col)`` of the anterior RV insertion point; NaN or ``None`` when
-            unknown (then ``config.region.rv_insertion_fallback`` decides).
+            unknown (then ``config.region.rv_insertion_fallback`` decides, and the sector rows
+            say ``estimated_insertion_point`` in ``qc_reasons``).
         config: T2* settings.
-        phase_encoding_axis: 0 (rows), 1 (columns) or -1 (unknown); shapes the wall core.
+        phase_encoding_axis: 0 (rows), 1 (columns) or -1 (unknown); shapes the wall core and
+            the background used for the noise level.
         pixel_spacing_mm: ``[2]`` (row, column) spacing in mm; converts
             ``region.core_erosion_mm`` to pixels (:func:`~cmrseg.t2star.core_erosion_px`).
             Needed when ``region.wall`` is ``core`` with an erosion above 0 mm.
-        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+        sigma: Noise SD per channel; see :func:`slice_noise`.
 
     Returns:
         Seven :class:`RegionResult`, in the order of :data:`REGIONS`.
@@ -240,20 +402,25 @@ def quantify_slice(
         return [RegionResult.without_value(name, 0, Status.EMPTY_MASK) for name in REGIONS]
     if config.region.wall == "core":
         wall = wall_core_mask(labels, erosion_px, phase_encoding_axis)
-    options, sigma = slice_noise_sigma(images, config, sigma)
-    config = dataclasses.replace(config, fit=options)
-    results = [quantify_region(images, te_ms, wall, config, sigma=sigma, region="global")]
-    point = _reference_point(labels, rv_insertion, config)
+    noise = slice_noise(images, config, sigma, phase_encoding_axis)
+
+    def _region(mask: np.ndarray, name: str, extra: tuple[str, ...] = ()) -> RegionResult:
+        result = quantify_region(images, te_ms, mask, config, region=name, noise=noise)
+        if not extra:
+            return result
+        return dataclasses.replace(result, qc_reasons=(*result.qc_reasons, *extra))
+
+    results = [_region(wall, "global")]
+    point, estimated = _reference_point(labels, rv_insertion, config)
     if point is None:
         results += [
             RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT) for name in REGIONS[1:]
         ]
         return results
     sectors = sector_map(labels, point)
+    extra = ("estimated_insertion_point",) if estimated else ()
     for k, name in enumerate(REGIONS[1:], start=1):
-        results.append(
-            quantify_region(images, te_ms, wall & (sectors == k), config, sigma=sigma, region=name)
-        )
+        results.append(_region(wall & (sectors == k), name, extra))
     return results
 
 
@@ -277,18 +444,19 @@ def _slice_erosion_px(
 
 def _reference_point(
     labels: np.ndarray, rv_insertion: tuple[float, float] | np.ndarray | None, config: T2StarConfig
-) -> tuple[float, float] | None:
+) -> tuple[tuple[float, float] | None, bool]:
+    """The sector anchor and whether it was estimated."""
     if rv_insertion is not None and np.all(np.isfinite(np.asarray(rv_insertion, dtype=float))):
         row, col = (float(v) for v in rv_insertion)
-        return row, col
+        return (row, col), False
     if config.region.rv_insertion_fallback == "none":
-        return None
+        return None, False
     point = estimate_rv_insertion(labels, config.region.standard_rv_angle_deg)
     if point is not None:
         log.info(
             "rv_insertion unknown: assumed standard orientation, estimated at (%.1f, %.1f)", *point
         )
-    return point
+    return point, True
 
 
 def t2star_map(
@@ -305,12 +473,15 @@ def t2star_map(
         te_ms: Echo times [E] in ms.
         labels: ``[H, W]`` with 0 background, 1 blood pool, 2 myocardium.
         config: T2* settings (``fit`` and ``noise_sigma``).
-        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+        sigma: Noise SD per channel; see :func:`slice_noise` (no model that may be fitted: every
+            pixel ``empty_mask``).
 
     Returns:
         :class:`MapFit` with arrays ``[H, W]``; ``t2star_ms`` is what ``t2star_map_ms`` stores.
     """
     images, te_ms, labels = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(labels)
     _check_slice(images, te_ms, labels)
-    options, sigma = slice_noise_sigma(images, config, sigma)
-    return fit_map(images, te_ms, options, mask=labels == MYOCARDIUM, sigma=sigma)
+    noise = slice_noise(images, config, sigma)
+    if noise.options is None:
+        return fit_map(images, te_ms, config.fit, mask=np.zeros(labels.shape, bool))
+    return fit_map(images, te_ms, noise.options, mask=labels == MYOCARDIUM, sigma=noise.sigma)

@@ -11,6 +11,11 @@ class Status(str, Enum):
     """Why a T2* value is (or is not) given; the ``value`` is what the CSV ``status`` column holds.
 
     Every result that is not ``OK`` carries NaN in place of numbers, never a made-up value.
+    ``OUT_OF_RANGE``: T2* at or above the upper fit bound (or a curve that does not decay);
+    ``BELOW_RANGE``: T2* at or below the lower fit bound, i.e. shorter than can be measured with
+    these echo times (a region with it still grades ``severe``); ``UNSUPPORTED_FIELD``: a field
+    strength without published cut-offs; ``NO_NOISE_ESTIMATE``: the signal model needs a noise
+    level that the slice does not give and no fallback model is configured.
     """
 
     OK = "ok"
@@ -19,6 +24,9 @@ class Status(str, Enum):
     FIT_FAILED = "fit_failed"
     OUT_OF_RANGE = "out_of_range"
     NO_REFERENCE_POINT = "no_reference_point"
+    BELOW_RANGE = "below_range"
+    UNSUPPORTED_FIELD = "unsupported_field"
+    NO_NOISE_ESTIMATE = "no_noise_estimate"
 
 
 _STATUSES: tuple[Status, ...] = tuple(Status)

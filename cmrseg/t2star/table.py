@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from cmrseg.core.atomic import atomic_path
 from cmrseg.t2star.config import T2StarConfig
+from cmrseg.t2star.grading import grading_field_t
 from cmrseg.t2star.quantify import RegionResult, quantify_slice
 from cmrseg.t2star.status import Status
 
@@ -32,6 +33,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "n_pixels",
     "grade",
     "status",
+    "method",
+    "noise_sigma",
+    "qc",
+    "qc_reasons",
+    "n_coils",
 )
 
 
@@ -39,16 +45,43 @@ def _number(value: float, ok: bool) -> str:
     return f"{value:.6g}" if ok and np.isfinite(value) else ""
 
 
+def _field_reasons(field_strength_t: float) -> tuple[str, ...]:
+    if not np.isfinite(field_strength_t):
+        return ("unknown_field",)
+    if grading_field_t(field_strength_t) is None:
+        return (f"no_cutoffs_at_{field_strength_t:g}T",)
+    return ()
+
+
 def slice_rows(
-    subject_id: str, slice_index: int, slice_location: str, results: Iterable[RegionResult]
+    subject_id: str,
+    slice_index: int,
+    slice_location: str,
+    results: Iterable[RegionResult],
+    field_strength_t: float = float("nan"),
 ) -> list[dict[str, str]]:
     """CSV rows (column name -> text) of one slice's region results.
 
-    Numbers are empty unless the status is ``ok``; the grade is empty then too.
+    Numbers are empty unless the status is ``ok``; a ``below_range`` row carries its bound as
+    ``t2star_ci_high_ms`` (the T2* lies below it) and grades as the bound does (``severe``).
+    Grades use the cut-offs of ``field_strength_t`` (:func:`~cmrseg.t2star.grade_t2star`); an
+    unknown field (NaN) grades at 1.5 T with ``unknown_field`` in ``qc_reasons``; a field without
+    published cut-offs (e.g. 7 T) gives no value: status ``unsupported_field``. ``qc`` is
+    ``pass`` for a row with a value (or a bound) and no reason, else ``review``.
     """
+    field_reasons = _field_reasons(field_strength_t)
+    supported = grading_field_t(field_strength_t) is not None
     rows = []
     for result in results:
-        ok = result.status is Status.OK
+        status = result.status
+        if not supported and status in (Status.OK, Status.BELOW_RANGE):
+            status = Status.UNSUPPORTED_FIELD
+        ok = status is Status.OK
+        below = status is Status.BELOW_RANGE
+        ci_high = result.bound_ms if below else result.ci_high_ms
+        reasons = (*result.qc_reasons, *field_reasons)
+        if status not in (Status.OK, Status.BELOW_RANGE) and not reasons:
+            reasons = (status.value,)
         rows.append(
             {
                 "subject_id": subject_id,
@@ -57,12 +90,17 @@ def slice_rows(
                 "region": result.region,
                 "t2star_ms": _number(result.t2star_ms, ok),
                 "t2star_ci_low_ms": _number(result.ci_low_ms, ok),
-                "t2star_ci_high_ms": _number(result.ci_high_ms, ok),
+                "t2star_ci_high_ms": _number(ci_high, ok or below),
                 "s0": _number(result.s0, ok),
                 "r2": _number(result.r2, ok),
                 "n_pixels": str(result.n_pixels),
-                "grade": result.grade,
-                "status": result.status.value,
+                "grade": result.grade_at(field_strength_t) if supported else "",
+                "status": status.value,
+                "method": result.method,
+                "noise_sigma": _number(result.noise_sigma, True),
+                "qc": "pass" if (ok or below) and not reasons else "review",
+                "qc_reasons": ";".join(reasons),
+                "n_coils": _number(result.n_coils, True),
             }
         )
     return rows
@@ -79,6 +117,7 @@ def quantify_stack(
     rv_insertion: np.ndarray | None = None,
     phase_encoding_axis: np.ndarray | None = None,
     pixel_spacing_mm: np.ndarray | None = None,
+    field_strength_t: np.ndarray | None = None,
     progress: bool = True,
 ) -> list[dict[str, str]]:
     """Quantify every slice of an echo stack into CSV rows (global + 6 sectors per slice).
@@ -94,6 +133,8 @@ def quantify_stack(
         phase_encoding_axis: ``[N]`` 0, 1 or -1; ``None`` when absent.
         pixel_spacing_mm: ``[N, 2]`` (row, column) spacing in mm; sizes the wall core (needed
             when ``region.wall`` is ``core``, see :func:`~cmrseg.t2star.quantify_slice`).
+        field_strength_t: ``[N]`` field in tesla, NaN where unknown; ``None`` when absent
+            (every slice unknown: graded at 1.5 T, ``unknown_field``).
         progress: Show a progress bar over slices.
 
     Returns:
@@ -112,7 +153,8 @@ def quantify_stack(
             phase_encoding_axis=axis,
             pixel_spacing_mm=None if pixel_spacing_mm is None else pixel_spacing_mm[i],
         )
-        rows += slice_rows(subject_id[i], i, slice_location[i], results)
+        field = np.nan if field_strength_t is None else float(field_strength_t[i])
+        rows += slice_rows(subject_id[i], i, slice_location[i], results, field)
     return rows
 
 
