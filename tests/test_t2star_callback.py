@@ -17,11 +17,12 @@ from lightning import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from scipy import ndimage
 
-from cmrseg.callbacks import AGREEMENT_COLUMNS, SUMMARY_KEYS, T2StarCallback
+from cmrseg.callbacks import T2StarCallback
 from cmrseg.cli.synth import main as synth_main
 from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.echo_stack import read_echo_stack
 from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
+from cmrseg.t2star.mask_agreement import AGREEMENT_COLUMNS, SUMMARY_KEYS
 
 # --------------------------------------------------------------------------- statistics
 
@@ -136,11 +137,15 @@ class OracleModule(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return (self.weight - batch["image"].mean()) ** 2
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val/loss", (self.weight - batch["image"].mean()) ** 2)
+    def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        self.log(f"{stage}/loss", (self.weight - batch["image"].mean()) ** 2)
+        return {"labels": self.predict_labels(batch["image"]), "slice_index": batch["slice_index"]}
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("test/loss", (self.weight - batch["image"].mean()) ** 2)
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.1)
