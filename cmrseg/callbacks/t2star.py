@@ -136,8 +136,8 @@ class T2StarCallback(Callback):
             log.warning("T2* agreement: no %s slices; skipped", self._stage)
             return
         summary = agreement_summary(rows)
-        for key, value in summary.items():  # the same values on every rank
-            pl_module.log(f"{self._stage}/{key}", value)
+        for key, value in summary.items():  # equal on every rank: the mean over ranks keeps it
+            pl_module.log(f"{self._stage}/{key}", value, sync_dist=True)
         if not trainer.is_global_zero:
             return
         title, pngs = write_agreement_report(

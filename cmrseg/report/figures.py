@@ -21,6 +21,8 @@ from cmrseg.t2star.agreement import bland_altman
 
 __all__ = ["agreement_pngs", "bland_altman_figure", "figure_png", "scatter_figure"]
 
+# fixed margins instead of a layout engine, which draws every figure twice (half the cost)
+_MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.11, "top": 0.9}
 _GLOBAL_STYLE = {"marker": "o", "s": 28, "color": "tab:blue", "label": "global"}
 _SECTOR_STYLE = {"marker": "x", "s": 16, "color": "tab:orange", "alpha": 0.6, "label": "sectors"}
 
@@ -49,7 +51,8 @@ def bland_altman_figure(
     """
     glob = np.asarray(is_global, dtype=bool)
     pred, ref = np.asarray(pred_ms, dtype=float), np.asarray(ref_ms, dtype=float)
-    fig = Figure(figsize=(6.0, 4.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(6.0, 4.5), dpi=100)
+    fig.subplots_adjust(**_MARGINS)
     ax = fig.add_subplot()
     both = np.isfinite(pred) & np.isfinite(ref)
     mean, diff = (pred + ref) / 2.0, pred - ref
@@ -122,7 +125,8 @@ def scatter_figure(
     glob = np.asarray(is_global, dtype=bool)
     pred, ref = np.asarray(pred_ms, dtype=float), np.asarray(ref_ms, dtype=float)
     panels = 1 if true_ms is None else 2
-    fig = Figure(figsize=(4.8 * panels, 4.6), dpi=100, layout="constrained")
+    fig = Figure(figsize=(4.8 * panels, 4.6), dpi=100)
+    fig.subplots_adjust(**_MARGINS, wspace=0.3)
     axes = fig.subplots(1, panels, squeeze=False)[0]
     _identity_panel(
         axes[0],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ from cmrseg.core.errors import InputError
 from cmrseg.core.geometry import estimate_rv_insertion, sector_map
 from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.t2star.config import T2StarConfig
-from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
+from cmrseg.t2star.fitting import CurveFit, FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
 from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
 from cmrseg.t2star.signal import estimate_noise_sigma
@@ -23,6 +24,7 @@ __all__ = [
     "REGIONS",
     "RegionResult",
     "quantify_region",
+    "quantify_regions",
     "quantify_slice",
     "slice_noise_sigma",
     "t2star_map",
@@ -149,19 +151,68 @@ def quantify_region(
     Returns:
         :class:`RegionResult`.
     """
-    images, te_ms, mask = np.asarray(images), np.asarray(te_ms, dtype=float), np.asarray(mask, bool)
-    _check_slice(images, te_ms, mask)
-    n_pixels = int(mask.sum())
-    if n_pixels == 0:
-        return RegionResult.without_value(region, 0, Status.EMPTY_MASK)
-    if n_pixels < config.region.min_pixels:
-        return RegionResult.without_value(region, n_pixels, Status.TOO_FEW_PIXELS)
-    options, sigma = slice_noise_sigma(images, config, sigma)
-    curves = images[:, mask].T.astype(float)
-    if config.region.estimator == "mean_signal":
-        return _region_curve_fit(te_ms, curves.mean(axis=0), options, sigma, region, n_pixels)
-    fits = fit_curves(te_ms, curves, options, sigma)
-    ok = fits.status == status_code(Status.OK)
+    return quantify_regions(images, te_ms, {region: mask}, config, sigma=sigma)[0]
+
+
+def quantify_regions(
+    images: np.ndarray,
+    te_ms: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    config: T2StarConfig,
+    *,
+    sigma: float | None = None,
+) -> list[RegionResult]:
+    """T2* of several regions of one slice, as :func:`quantify_region` gives each of them.
+
+    All fits of the slice run as one vectorized fit: ``median_pixel`` fits each pixel of the
+    union of the regions once (a pixel in several regions, e.g. the global wall and its
+    sector, is fitted once; the fit of a curve does not depend on the others in the batch),
+    ``mean_signal`` fits the regions' mean curves together.
+
+    Args:
+        images: Magnitude images ``[E, H, W]``.
+        te_ms: Echo times [E] in ms.
+        masks: Boolean ``[H, W]`` region of interest by region name.
+        config: T2* settings.
+        sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+
+    Returns:
+        One :class:`RegionResult` per region, in the order of ``masks``.
+    """
+    images, te_ms = np.asarray(images), np.asarray(te_ms, dtype=float)
+    masks = {name: np.asarray(mask, bool) for name, mask in masks.items()}
+    for mask in masks.values():
+        _check_slice(images, te_ms, mask)
+    counts = {name: int(mask.sum()) for name, mask in masks.items()}
+    fitted = [name for name, n in counts.items() if n >= config.region.min_pixels]
+    results = {
+        name: RegionResult.without_value(
+            name, n, Status.EMPTY_MASK if n == 0 else Status.TOO_FEW_PIXELS
+        )
+        for name, n in counts.items()
+        if name not in fitted
+    }
+    if fitted:
+        options, sigma = slice_noise_sigma(images, config, sigma)
+        if config.region.estimator == "mean_signal":
+            curves = [images[:, masks[name]].T.astype(float).mean(axis=0) for name in fitted]
+            fits = fit_curves(te_ms, np.stack(curves), options, sigma)
+            for k, name in enumerate(fitted):
+                results[name] = _curve_result(fits.curve(k), name, counts[name])
+        else:
+            union = np.logical_or.reduce([masks[name] for name in fitted])
+            fits = fit_curves(te_ms, images[:, union].T.astype(float), options, sigma)
+            for name in fitted:
+                in_region = masks[name][union]
+                results[name] = _median_result(fits, in_region, name, counts[name], config)
+    return [results[name] for name in masks]
+
+
+def _median_result(
+    fits: MapFit, in_region: np.ndarray, region: str, n_pixels: int, config: T2StarConfig
+) -> RegionResult:
+    """Median of the successful pixel fits of a region (``median_pixel``)."""
+    ok = in_region & (fits.status == status_code(Status.OK))
     if ok.sum() < config.region.min_pixels:
         return RegionResult.without_value(region, n_pixels, Status.FIT_FAILED)
     low, high = _median_ci(fits.t2star_ms[ok])
@@ -177,16 +228,8 @@ def quantify_region(
     )
 
 
-def _region_curve_fit(
-    te_ms: np.ndarray,
-    signal: np.ndarray,
-    options: FitOptions,
-    sigma: float | None,
-    region: str,
-    n_pixels: int,
-) -> RegionResult:
-    """One fit of a region's summary curve [E]; the status is the fit's."""
-    fit = fit_curves(te_ms, signal, options, sigma).curve(())
+def _curve_result(fit: CurveFit, region: str, n_pixels: int) -> RegionResult:
+    """The result of one fit of a region's summary curve; the status is the fit's."""
     if fit.status is not Status.OK:
         return RegionResult.without_value(region, n_pixels, fit.status)
     return RegionResult(
@@ -242,19 +285,15 @@ def quantify_slice(
         wall = wall_core_mask(labels, erosion_px, phase_encoding_axis)
     options, sigma = slice_noise_sigma(images, config, sigma)
     config = dataclasses.replace(config, fit=options)
-    results = [quantify_region(images, te_ms, wall, config, sigma=sigma, region="global")]
     point = _reference_point(labels, rv_insertion, config)
     if point is None:
-        results += [
+        (result,) = quantify_regions(images, te_ms, {"global": wall}, config, sigma=sigma)
+        return [result] + [
             RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT) for name in REGIONS[1:]
         ]
-        return results
     sectors = sector_map(labels, point)
-    for k, name in enumerate(REGIONS[1:], start=1):
-        results.append(
-            quantify_region(images, te_ms, wall & (sectors == k), config, sigma=sigma, region=name)
-        )
-    return results
+    masks = {"global": wall} | {name: wall & (sectors == k) for k, name in enumerate(REGIONS) if k}
+    return quantify_regions(images, te_ms, masks, config, sigma=sigma)
 
 
 def _slice_erosion_px(
