@@ -6,7 +6,9 @@ epochs (or loaded from ``--ckpt``) so that the masks are a trained network's, an
 demo's ``callbacks.t2star`` settings; it reports after every ``trainer.validate``), alternating
 so that load from other processes hits both alike. The first run with the callback also fits
 the reference masks (kept for later epochs) and is reported apart; the ratio of the later runs
-is what every further report during training costs.
+is what every further report during training costs. Because other processes' load makes the
+pairs noisy, the time spent inside the callback's hooks is also measured within each run with
+the callback and set against the rest of that run.
 
     cmrseg-synth outputs/demo/cohort.h5
     python benchmarks/bench_t2star_callback.py --data outputs/demo/cohort.h5 --epochs 1
@@ -19,7 +21,9 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -31,6 +35,27 @@ from omegaconf import open_dict
 from cmrseg.cli.train import train
 from cmrseg.inference import inference_datamodule, load_module_from_checkpoint
 from cmrseg.utils.config import CONF_DIR
+
+
+class _HookTimer:
+    """Wraps the callback's hooks (instance attributes) and sums the wall time spent in them."""
+
+    def __init__(self, callback: Callback) -> None:
+        self.seconds = 0.0
+        for name in (
+            "on_validation_epoch_start",
+            "on_validation_batch_end",
+            "on_validation_epoch_end",
+        ):
+            setattr(callback, name, self._timed(getattr(callback, name)))
+
+    def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
+        def timed(*args: Any, **kwargs: Any) -> None:
+            start = time.perf_counter()
+            hook(*args, **kwargs)
+            self.seconds += time.perf_counter() - start
+
+        return timed
 
 
 def _validate_s(
@@ -84,6 +109,7 @@ def main() -> None:
         datamodule = inference_datamodule(data_cfg, {"path": str(args.data)})
     datamodule.setup("validate")
     callback = hydra.utils.instantiate(callback_cfg, output_dir=str(out / "t2star"))
+    timer = _HookTimer(callback)
     n_val = len(datamodule.split_indices("val"))
     load_start = os.getloadavg()
     print(
@@ -91,17 +117,21 @@ def main() -> None:
         f"{callback.max_slices} of them, {args.threads} torch threads; load average at start "
         f"{load_start[0]:.2f} (1 min), {os.cpu_count()} CPUs"
     )
-    pairs = []
+    pairs, hook_shares = [], []
     for k in range(args.repeats + 1):
         plain = _validate_s(module, datamodule, [])
+        timer.seconds = 0.0
         with_callback = _validate_s(module, datamodule, [callback])
+        hooks = timer.seconds
         label = "first (fits the references too)" if k == 0 else f"pair {k}"
         print(
             f"{label}: without {plain:.2f} s, with {with_callback:.2f} s, "
-            f"ratio {with_callback / plain:.3f}"
+            f"ratio {with_callback / plain:.3f}; in-run: hooks {hooks:.2f} s, "
+            f"+{100 * hooks / (with_callback - hooks):.1f}% of the rest of that run"
         )
         if k:
             pairs.append((plain, with_callback))
+            hook_shares.append(hooks / (with_callback - hooks))
     without = statistics.median(p for p, _ in pairs)
     with_cb = statistics.median(w for _, w in pairs)
     ratios = [w / p for p, w in pairs]
@@ -109,6 +139,10 @@ def main() -> None:
         f"median of pairs 1-{args.repeats}: without {without:.2f} s, with {with_cb:.2f} s, "
         f"ratio {statistics.median(ratios):.3f} (range {min(ratios):.3f}..{max(ratios):.3f}); "
         f"load average at end {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"in-run hook time, median of pairs 1-{args.repeats}: "
+        f"+{100 * statistics.median(hook_shares):.1f}% of a validation epoch"
     )
 
 

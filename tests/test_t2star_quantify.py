@@ -12,10 +12,12 @@ from scipy import ndimage
 
 from cmrseg.cli.t2star import main
 from cmrseg.core.errors import InputError
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
 from cmrseg.t2star import (
     CSV_COLUMNS,
     REGIONS,
+    PixelFits,
     RegionOptions,
     Status,
     T2StarConfig,
@@ -23,6 +25,7 @@ from cmrseg.t2star import (
     load_t2star_config,
     myocardial_iron_mg_per_g,
     quantify_region,
+    quantify_regions,
     quantify_slice,
     quantify_stack,
     t2star_map,
@@ -139,6 +142,45 @@ def test_median_of_pixel_fits_fails_honestly_below_the_first_echo() -> None:
     assert too_short.status is Status.FIT_FAILED
     assert np.isnan(too_short.t2star_ms) and too_short.grade == ""
     assert too_short.n_pixels == 60
+
+
+@pytest.mark.parametrize("estimator", ["median_pixel", "mean_signal"])
+def test_regions_fitted_together_equal_regions_fitted_alone(estimator: str) -> None:
+    images, labels, _ = lv_slice(lit_sector=2, sigma=0.02, seed=3)
+    config = _config(estimator=estimator)
+    wall = labels == MYOCARDIUM
+    halves = {"global": wall, "left": wall & (np.arange(SIZE) < CENTER)[None], "tiny": wall & False}
+    together = quantify_regions(images, TE_MS, halves, config, sigma=0.02)
+    alone = [
+        quantify_region(images, TE_MS, m, config, sigma=0.02, region=n) for n, m in halves.items()
+    ]
+    assert together == alone
+    assert together[2].status is Status.EMPTY_MASK
+
+
+def test_pixel_fits_are_reused_across_masks_of_a_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmrseg.t2star.quantify as quantify
+
+    images, labels, point = lv_slice(lit_sector=4, sigma=0.02, seed=4)
+    config = _config(estimator="median_pixel")
+    grown = labels.copy()
+    grown[ndimage.binary_dilation(labels == MYOCARDIUM, iterations=2)] = MYOCARDIUM
+    fitted = []
+    fit_curves = quantify.fit_curves
+    monkeypatch.setattr(
+        quantify, "fit_curves", lambda te, y, *a: fitted.append(len(y)) or fit_curves(te, y, *a)
+    )
+    cache = PixelFits(labels.shape)
+    first = quantify_slice(images, TE_MS, labels, point, config=config, pixel_fits=cache)
+    second = quantify_slice(images, TE_MS, grown, point, config=config, pixel_fits=cache)
+    assert fitted == [
+        int((labels == MYOCARDIUM).sum()),
+        int((grown == MYOCARDIUM).sum() - (labels == MYOCARDIUM).sum()),
+    ]
+    assert first == quantify_slice(images, TE_MS, labels, point, config=config)
+    assert second == quantify_slice(images, TE_MS, grown, point, config=config)
+    with pytest.raises(ValueError, match="other fit options or noise SD"):
+        quantify_slice(images, TE_MS, labels, point, config=config, sigma=0.5, pixel_fits=cache)
 
 
 def test_empty_and_tiny_masks_carry_statuses() -> None:

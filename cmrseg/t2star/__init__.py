@@ -33,8 +33,10 @@ from cmrseg.t2star.mask_agreement import (
 )
 from cmrseg.t2star.quantify import (
     REGIONS,
+    PixelFits,
     RegionResult,
     quantify_region,
+    quantify_regions,
     quantify_slice,
     slice_noise_sigma,
     t2star_map,
@@ -61,6 +63,7 @@ __all__ = [
     "CurveFit",
     "FitOptions",
     "MapFit",
+    "PixelFits",
     "ReferenceSlice",
     "RegionOptions",
     "RegionResult",
@@ -82,6 +85,7 @@ __all__ = [
     "myocardial_iron_mg_per_g",
     "noise_floor_mean",
     "quantify_region",
+    "quantify_regions",
     "quantify_slice",
     "quantify_stack",
     "reference_slice",

@@ -9,7 +9,8 @@ reference region is added. One row per slice and region (:data:`AGREEMENT_COLUMN
 Everything that does not depend on the prediction (the reference fit, the true T2*, the noise
 SD) is computed once per slice by :func:`reference_slice`; :class:`MaskAgreement` keeps it, so
 that a training run that compares new predictions every few epochs fits only the predicted
-masks again.
+masks again, and of those (``median_pixel``) only the pixels no earlier mask of the slice had
+(:class:`~cmrseg.t2star.quantify.PixelFits`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
 from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.grading import GRADE_LOWER_BOUNDS_MS, grade_t2star
-from cmrseg.t2star.quantify import REGIONS, RegionResult, quantify_slice, slice_noise_sigma
+from cmrseg.t2star.quantify import (
+    REGIONS,
+    PixelFits,
+    RegionResult,
+    quantify_slice,
+    slice_noise_sigma,
+)
 from cmrseg.t2star.status import Status
 
 if TYPE_CHECKING:
@@ -110,6 +117,8 @@ class ReferenceSlice:
         sigma: Noise SD per channel used for both fits (``None`` when the model needs none).
         reference: The seven region results on the reference mask (:data:`REGIONS` order).
         true_ms: Mean true T2* (ms) of the seven reference regions; NaN without a true map.
+        pixel_fits: The slice's pixel fits (``median_pixel``), reused and extended by the fits
+            of predicted masks.
     """
 
     subject_id: str
@@ -122,6 +131,7 @@ class ReferenceSlice:
     sigma: float | None
     reference: tuple[RegionResult, ...]
     true_ms: tuple[float, ...]
+    pixel_fits: PixelFits
 
 
 def reference_point(
@@ -195,6 +205,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
     rv_insertion = None if info.rv_insertion is None else info.rv_insertion[index]
     axis = -1 if info.phase_encoding_axis is None else int(info.phase_encoding_axis[index])
     _, sigma = slice_noise_sigma(images, config)
+    pixel_fits = PixelFits(labels.shape)
     reference = quantify_slice(
         images,
         info.te_ms[index],
@@ -204,6 +215,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
         phase_encoding_axis=axis,
         pixel_spacing_mm=info.pixel_spacing_mm[index],
         sigma=sigma,
+        pixel_fits=pixel_fits,
     )
     true_ms = [math.nan] * len(REGIONS)
     if "t2star_ms" in info.datasets:
@@ -220,6 +232,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
         sigma=sigma,
         reference=tuple(reference),
         true_ms=tuple(true_ms),
+        pixel_fits=pixel_fits,
     )
 
 
@@ -251,6 +264,7 @@ def agreement_rows(
         phase_encoding_axis=reference.phase_encoding_axis,
         pixel_spacing_mm=reference.pixel_spacing_mm,
         sigma=reference.sigma,
+        pixel_fits=reference.pixel_fits,
     )
     return [
         {

@@ -22,6 +22,7 @@ from cmrseg.t2star.status import Status, status_code
 
 __all__ = [
     "REGIONS",
+    "PixelFits",
     "RegionResult",
     "quantify_region",
     "quantify_regions",
@@ -161,6 +162,7 @@ def quantify_regions(
     config: T2StarConfig,
     *,
     sigma: float | None = None,
+    pixel_fits: PixelFits | None = None,
 ) -> list[RegionResult]:
     """T2* of several regions of one slice, as :func:`quantify_region` gives each of them.
 
@@ -175,6 +177,8 @@ def quantify_regions(
         masks: Boolean ``[H, W]`` region of interest by region name.
         config: T2* settings.
         sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+        pixel_fits: ``median_pixel`` only: earlier pixel fits of this slice (same settings and
+            noise SD) to reuse and extend; ``None`` fits every pixel.
 
     Returns:
         One :class:`RegionResult` per region, in the order of ``masks``.
@@ -200,19 +204,66 @@ def quantify_regions(
             for k, name in enumerate(fitted):
                 results[name] = _curve_result(fits.curve(k), name, counts[name])
         else:
-            union = np.logical_or.reduce([masks[name] for name in fitted])
-            fits = fit_curves(te_ms, images[:, union].T.astype(float), options, sigma)
+            pixel_fits = pixel_fits if pixel_fits is not None else PixelFits(images.shape[1:])
+            pixel_fits.fit(
+                images, te_ms, np.logical_or.reduce([masks[n] for n in fitted]), options, sigma
+            )
             for name in fitted:
-                in_region = masks[name][union]
-                results[name] = _median_result(fits, in_region, name, counts[name], config)
+                results[name] = _median_result(pixel_fits, masks[name], name, counts[name], config)
     return [results[name] for name in masks]
 
 
+class PixelFits:
+    """Pixel fits of one slice, kept so that later regions of the slice fit only new pixels.
+
+    A pixel's fit depends only on its curve, the fit options and the noise SD, never on the
+    region it is in (:func:`~cmrseg.t2star.fit_curves` fits every curve on its own), so the
+    regions of another mask of the same slice (e.g. a network's prediction at every
+    validation) reuse the pixels fitted before. Holds three float64 and two bool ``[H, W]``
+    maps.
+
+    Args:
+        shape: ``(H, W)`` of the slice.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.fitted = np.zeros(shape, dtype=bool)
+        self.ok = np.zeros(shape, dtype=bool)
+        self.t2star_ms = np.full(shape, np.nan)
+        self.s0 = np.full(shape, np.nan)
+        self.r2 = np.full(shape, np.nan)
+        self._settings: tuple[FitOptions, float | None] | None = None
+
+    def fit(
+        self,
+        images: np.ndarray,
+        te_ms: np.ndarray,
+        mask: np.ndarray,
+        options: FitOptions,
+        sigma: float | None,
+    ) -> None:
+        """Fit the pixels of ``mask`` that are not fitted yet.
+
+        Raises:
+            ValueError: ``options`` or ``sigma`` differ from those of the earlier fits.
+        """
+        if self._settings is not None and self._settings != (options, sigma):
+            raise ValueError("PixelFits holds fits made with other fit options or noise SD")
+        self._settings = (options, sigma)
+        new = mask & ~self.fitted
+        if not new.any():
+            return
+        fits = fit_curves(te_ms, images[:, new].T.astype(float), options, sigma)
+        self.t2star_ms[new], self.s0[new], self.r2[new] = fits.t2star_ms, fits.s0, fits.r2
+        self.ok[new] = fits.status == status_code(Status.OK)
+        self.fitted |= new
+
+
 def _median_result(
-    fits: MapFit, in_region: np.ndarray, region: str, n_pixels: int, config: T2StarConfig
+    fits: PixelFits, mask: np.ndarray, region: str, n_pixels: int, config: T2StarConfig
 ) -> RegionResult:
     """Median of the successful pixel fits of a region (``median_pixel``)."""
-    ok = in_region & (fits.status == status_code(Status.OK))
+    ok = mask & fits.ok
     if ok.sum() < config.region.min_pixels:
         return RegionResult.without_value(region, n_pixels, Status.FIT_FAILED)
     low, high = _median_ci(fits.t2star_ms[ok])
@@ -247,6 +298,7 @@ def quantify_slice(
     phase_encoding_axis: int = -1,
     pixel_spacing_mm: np.ndarray | tuple[float, float] | None = None,
     sigma: float | None = None,
+    pixel_fits: PixelFits | None = None,
 ) -> list[RegionResult]:
     """T2* of the global myocardium and of its six sectors in one slice.
 
@@ -262,6 +314,7 @@ def quantify_slice(
             ``region.core_erosion_mm`` to pixels (:func:`~cmrseg.t2star.core_erosion_px`).
             Needed when ``region.wall`` is ``core`` with an erosion above 0 mm.
         sigma: Noise SD per channel; see :func:`slice_noise_sigma`.
+        pixel_fits: Earlier pixel fits of this slice to reuse (see :func:`quantify_regions`).
 
     Returns:
         Seven :class:`RegionResult`, in the order of :data:`REGIONS`.
@@ -287,13 +340,15 @@ def quantify_slice(
     config = dataclasses.replace(config, fit=options)
     point = _reference_point(labels, rv_insertion, config)
     if point is None:
-        (result,) = quantify_regions(images, te_ms, {"global": wall}, config, sigma=sigma)
+        (result,) = quantify_regions(
+            images, te_ms, {"global": wall}, config, sigma=sigma, pixel_fits=pixel_fits
+        )
         return [result] + [
             RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT) for name in REGIONS[1:]
         ]
     sectors = sector_map(labels, point)
     masks = {"global": wall} | {name: wall & (sectors == k) for k, name in enumerate(REGIONS) if k}
-    return quantify_regions(images, te_ms, masks, config, sigma=sigma)
+    return quantify_regions(images, te_ms, masks, config, sigma=sigma, pixel_fits=pixel_fits)
 
 
 def _slice_erosion_px(
