@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from lightning import Trainer
 
+from cmrseg.core.labels import MYOCARDIUM
+from cmrseg.data.echo_stack import EchoStackFile
+from cmrseg.inference import inference_datamodule, load_module_from_checkpoint, predict_stack
 from cmrseg.metrics.functional import per_sample_confusion, scores_from_confusion
-from cmrseg.utils.checkpoint import load_module_from_checkpoint, slice_wise_data_config
-from cmrseg.utils.instantiate import instantiate_datamodule
 
 
 def slice_jaccard(ckpt: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -34,24 +35,28 @@ def slice_jaccard(ckpt: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
         SystemExit: The file has no labels.
     """
     module, data_cfg = load_module_from_checkpoint(ckpt, {})
-    module.eval()
-    data_cfg = slice_wise_data_config(data_cfg, module.in_channels)
-    data_cfg.predict_path = str(data)
-    data_cfg.num_workers = 0
-    datamodule = instantiate_datamodule(data_cfg)
-    datamodule.setup("predict")
-    myocardium = torch.tensor(module.myocardium_classes)
-    scores = []
-    with torch.no_grad():
-        for batch in tqdm(datamodule.predict_dataloader(), desc=ckpt.name, unit="batch"):
-            if "mask" not in batch:
-                raise SystemExit(f"{data}: no labels to score against")
-            confusion = per_sample_confusion(
-                module.predict_labels(batch["image"]) == 2, torch.isin(batch["mask"], myocardium)
-            )
-            scores.append(scores_from_confusion(confusion)["jaccard"])
-    location = np.asarray(datamodule.predict_info.slice_location)
-    return torch.cat(scores).numpy() * 100, location
+    datamodule = inference_datamodule(data_cfg, {"num_workers": 0}, predict_path=data)
+    info = datamodule.predict_info
+    if "labels" not in info.datasets:
+        raise SystemExit(f"{data}: no labels to score against")
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    pred = predict_stack(module, datamodule, trainer)
+    source = EchoStackFile(info.path, info=info)
+    try:
+        ref = np.stack([source.read("labels", i) for i in range(info.n_slices)])
+    finally:
+        source.close()
+    confusion = per_sample_confusion(
+        torch.from_numpy(pred == MYOCARDIUM), torch.from_numpy(ref == MYOCARDIUM)
+    )
+    jaccard = scores_from_confusion(confusion)["jaccard"].numpy() * 100
+    return jaccard, np.asarray(info.slice_location)
 
 
 def main() -> None:

@@ -128,26 +128,38 @@ def test_missing_file_and_missing_path(tmp_path):
 
 
 def test_echoes_as_samples_items(cohort):
+    """Training samples are single echoes; validation, test and predict samples whole slices."""
     path, stack = cohort
-    dm = _datamodule(path, "data.echoes=[0,2]", "data.batch_size=5")
+    dm = _datamodule(path, "data.echoes=[0,2]", "data.batch_size=5", "data/augmentation=none")
     dm.setup("fit")
     assert dm.in_channels == 1
-    batch = next(iter(dm.val_dataloader()))
-    assert batch["image"].shape == (5, 1, HEIGHT, WIDTH) and batch["image"].dtype == torch.float32
-    assert batch["mask"].shape == (5, HEIGHT, WIDTH) and batch["mask"].dtype == torch.uint8
-    assert set(batch["echo_index"].tolist()) <= {0, 2}
-    np.testing.assert_array_equal(
-        batch["sample_id"], batch["slice_index"] * N_ECHOES + batch["echo_index"]
+    train = dm.dataset("train")
+    assert len(train) == 2 * len(dm.split_indices("train"))
+    item = train[3]
+    assert item["image"].shape == (1, HEIGHT, WIDTH) and item["image"].dtype == torch.float32
+    assert item["mask"].shape == (HEIGHT, WIDTH) and item["mask"].dtype == torch.uint8
+    assert int(item["sample_id"]) == int(item["slice_index"]) * N_ECHOES + int(item["echo_index"])
+    i, echo = int(item["slice_index"]), int(item["echo_index"])
+    assert echo in (0, 2)
+    np.testing.assert_allclose(
+        item["image"][0], normalize(stack.images[i, echo][None], "mvn")[0], atol=1e-5
     )
+    np.testing.assert_array_equal(item["mask"], stack.labels[i])
+    ids = [int(train[k]["sample_id"]) for k in range(len(train))]
+    assert len(set(ids)) == len(ids)
+
+    batch = next(iter(dm.val_dataloader()))
+    n_val = len(dm.split_indices("val"))
+    assert batch["image"].shape == (min(n_val, 5), 2, HEIGHT, WIDTH)
+    assert batch["echo_index"].tolist() == [-1] * min(n_val, 5)
+    np.testing.assert_array_equal(batch["sample_id"], batch["slice_index"])
     assert batch["pixel_spacing_mm"].dtype == torch.float32
     np.testing.assert_allclose(batch["pixel_spacing_mm"][0], [1.5, 1.25])
-    val = dm.dataset("val")
-    assert len(val) == 2 * len(dm.split_indices("val"))
-    ids = [int(val[i]["sample_id"]) for i in range(len(val))]
-    assert len(set(ids)) == len(ids)
+    assert len(dm.dataset("val")) == n_val
     i = int(batch["slice_index"][0])
-    raw = stack.images[i, int(batch["echo_index"][0])]
-    np.testing.assert_allclose(batch["image"][0, 0], normalize(raw[None], "mvn")[0], atol=1e-5)
+    for channel, echo in enumerate((0, 2)):  # mvn of one echo alone = mvn_per_channel
+        raw = stack.images[i, echo][None]
+        np.testing.assert_allclose(batch["image"][0, channel], normalize(raw, "mvn")[0], atol=1e-5)
     np.testing.assert_array_equal(batch["mask"][0], stack.labels[i])
 
 
@@ -395,7 +407,7 @@ def test_predict_without_labels(cohort, tmp_path):
     batches = list(dm.predict_dataloader())
     assert all("mask" not in b for b in batches)
     slices = torch.cat([b["slice_index"] for b in batches]).tolist()
-    assert slices == [i for i in range(6) for _ in range(3)]
+    assert slices == list(range(6))  # one sample per slice
     np.testing.assert_array_equal(dm.split_indices("predict"), np.arange(6))
     with pytest.raises(InputError, match="labels: dataset is missing"):
         _datamodule(unlabelled).setup("fit")

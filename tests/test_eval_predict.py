@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ring_phantom
+from conftest import compose_config, ring_phantom
 from omegaconf import open_dict
 
 from cmrseg.cli.eval import evaluate
 from cmrseg.cli.predict import predict
 from cmrseg.core.errors import InputError
 from cmrseg.data.echo_stack import read_echo_stack, write_echo_stack
+from cmrseg.inference import RUN_CONFIG_KEY, load_module_from_checkpoint
 from cmrseg.modules import copy_matching_weights, load_net_state_dict
-from cmrseg.utils.checkpoint import RUN_CONFIG_KEY, load_module_from_checkpoint
 
 
 def _eval_cfg(make_cfg, ckpt: Path, out: Path, *overrides: str):
@@ -60,7 +60,9 @@ def test_eval_on_validation_with_first_echo(make_cfg, tiny_run: Path, tmp_path: 
     )
     assert "val/jaccard" in metrics
     assert objects["model"].hparams.echo_fusion == "first"
-    assert objects["datamodule"].input_mode == "echoes_as_channels"
+    # trained on echoes 1-3 as separate samples, evaluated on slices with them as channels
+    assert objects["datamodule"].input_mode == "echoes_as_samples"
+    assert objects["datamodule"].dataset("val")[0]["image"].shape == (3, 32, 32)
 
 
 def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
@@ -85,15 +87,61 @@ def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path)
     assert not torch.allclose(tta, plain)
 
 
-def test_checkpoint_from_before_added_arguments_loads(tiny_run: Path, tmp_path: Path):
+def _edited_checkpoint(tiny_run: Path, out: Path, edit) -> Path:
+    """A copy of the tiny run's last checkpoint with ``edit(stored run config)`` applied."""
     ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
-    del ckpt[RUN_CONFIG_KEY]["model"]["test_time_augmentation"]
-    del ckpt[RUN_CONFIG_KEY]["data"]["sharing_strategy"]
-    old = tmp_path / "old.ckpt"
-    torch.save(ckpt, old)
+    edit(ckpt[RUN_CONFIG_KEY])
+    torch.save(ckpt, out)
+    return out
+
+
+def test_checkpoint_from_before_added_arguments_loads(tiny_run: Path, tmp_path: Path):
+    def drop(stored: dict) -> None:
+        del stored["model"]["test_time_augmentation"]
+        del stored["data"]["sharing_strategy"]
+
+    old = _edited_checkpoint(tiny_run, tmp_path / "old.ckpt", drop)
     model, data_cfg = load_module_from_checkpoint(old, {"echo_fusion": None})
     assert model.hparams.test_time_augmentation == "none"
     assert data_cfg.sharing_strategy is None  # the datamodule has no defaults of its own
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda c: c["model"].update(wall_mode="core"),
+            r"stored setting model\.wall_mode is not an argument of "
+            r"cmrseg\.modules\.SegmentationModule any more \(removed or renamed\); to convert "
+            r"the checkpoint, edit ckpt\['cmrseg_config'\]\['model'\]",
+        ),
+        (
+            lambda c: c["model"]["net"].update(width=3),
+            r"stored setting model\.net\.width is not an argument of cmrseg\.models\.UNet",
+        ),
+        (
+            lambda c: c["data"].update(mode="echoes_as_samples"),
+            r"stored setting data\.mode is not an argument of "
+            r"cmrseg\.data\.datamodule\.EchoStackDataModule",
+        ),
+        (
+            lambda c: c["model"]["net"].update(_target_="cmrseg.models.OldUNet"),
+            r"stored model\.net\._target_ cmrseg\.models\.OldUNet no longer exists",
+        ),
+        (
+            lambda c: c["model"].pop("keep_largest_component"),
+            r"stored model lacks keep_largest_component, which "
+            r"cmrseg\.modules\.SegmentationModule now needs",
+        ),
+    ],
+    ids=["removed-module-key", "removed-net-key", "removed-data-key", "moved-class", "new-key"],
+)
+def test_checkpoint_with_settings_that_no_longer_exist_is_refused_by_name(
+    tiny_run: Path, tmp_path: Path, edit, message: str
+) -> None:
+    old = _edited_checkpoint(tiny_run, tmp_path / "old.ckpt", edit)
+    with pytest.raises(InputError, match=message):
+        load_module_from_checkpoint(old, {})
 
 
 def test_eval_ddp_sim_matches_single_process(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
@@ -121,6 +169,33 @@ def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) ->
     assert len(csv_lines) == 1 + 4 * 7
     np.testing.assert_array_equal(out.images, read_echo_stack(unlabelled).images)
     assert unlabelled.read_bytes() == before
+
+
+def test_predict_failure_leaves_no_partial_result(
+    make_cfg, tiny_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """predictions.h5 is complete when the T2* table fails: neither file reaches the output."""
+    import cmrseg.cli.predict as predict_cli
+
+    scans = tmp_path / "scans.h5"
+    write_echo_stack(scans, ring_phantom(1, seed=7, labels=False))
+    written = []
+
+    def fail(path: Path, rows) -> None:
+        written.extend(p.name for p in Path(path).parent.iterdir())
+        raise OSError("disk full")
+
+    monkeypatch.setattr(predict_cli, "write_t2star_csv", fail)
+    with pytest.raises(OSError, match="disk full"):
+        predict(_predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", scans, tmp_path))
+    assert written == ["predictions.h5"]  # the first file was complete when the second failed
+    assert not (tmp_path / "out").exists()
+    assert {p.name for p in tmp_path.iterdir()} <= {"run", "scans.h5"}  # no temporary folder
+
+
+def test_predict_run_folder_goes_under_output() -> None:
+    cfg = compose_config("predict.yaml", ["ckpt_path=a.ckpt", "input=in.h5", "output=results"])
+    assert cfg.hydra.run.dir == "results/logs"
 
 
 def test_predict_refuses_file_with_fewer_echoes_than_trained(

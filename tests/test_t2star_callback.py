@@ -1,4 +1,4 @@
-"""T2StarCallback and the agreement statistics it reports (cmrseg.t2star.agreement)."""
+"""T2StarCallback, the agreement table and the statistics it reports (cmrseg.t2star)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -17,11 +19,20 @@ from lightning import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from scipy import ndimage
 
-from cmrseg.callbacks import AGREEMENT_COLUMNS, SUMMARY_KEYS, T2StarCallback
+from cmrseg.callbacks import T2StarCallback
 from cmrseg.cli.synth import main as synth_main
 from cmrseg.data.datamodule import EchoStackDataModule
-from cmrseg.data.echo_stack import read_echo_stack
+from cmrseg.data.echo_stack import EchoStackFile, read_echo_stack
+from cmrseg.t2star import REGIONS, load_t2star_config, mask_agreement
 from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
+from cmrseg.t2star.mask_agreement import (
+    AGREEMENT_COLUMNS,
+    SUMMARY_KEYS,
+    MaskAgreement,
+    agreement_summary,
+    merge_rows,
+    reference_slice,
+)
 
 # --------------------------------------------------------------------------- statistics
 
@@ -146,11 +157,15 @@ class OracleModule(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return (self.weight - batch["image"].mean()) ** 2
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val/loss", (self.weight - batch["image"].mean()) ** 2)
+    def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        self.log(f"{stage}/loss", (self.weight - batch["image"].mean()) ** 2)
+        return {"labels": self.predict_labels(batch["image"]), "slice_index": batch["slice_index"]}
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("test/loss", (self.weight - batch["image"].mean()) ** 2)
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -362,3 +377,94 @@ def test_ddp_rank_zero_only(synth_path: Path, tmp_path: Path) -> None:
         "val_epoch0001_table.csv",
     ]
     assert len(_read_table(out / "val_epoch0001_table.csv")) == 2 * 7
+
+
+# --------------------------------------------------------------------------- agreement table
+
+
+def _row(slice_index: int, region: str, pred: float, ref: float, **extra: object) -> dict:
+    grade = {10.0: "moderate", 12.0: "moderate", 25.0: "normal", 30.0: "normal"}
+    return {
+        "slice_index": slice_index,
+        "region": region,
+        "t2star_pred_ms": pred,
+        "t2star_ref_ms": ref,
+        "t2star_true_ms": math.nan,
+        "grade_pred": grade.get(pred, ""),
+        "grade_ref": grade.get(ref, ""),
+        "status_pred": "ok" if math.isfinite(pred) else "too_few_pixels",
+        **extra,
+    }
+
+
+def test_agreement_summary_by_hand() -> None:
+    rows = [
+        _row(0, "global", 12.0, 10.0),
+        _row(0, "sector1", 30.0, 25.0),
+        _row(1, "global", 25.0, 25.0),
+        _row(1, "sector1", math.nan, 30.0),
+    ]
+    summary = agreement_summary(rows)
+    assert tuple(summary) == SUMMARY_KEYS
+    # global differences 2 and 0: bias 1, SD sqrt(2); grades agree (kappa 1)
+    assert summary["t2star_n"] == 2 and summary["t2star_bias_ms"] == pytest.approx(1.0)
+    assert summary["t2star_loa_high_ms"] == pytest.approx(1.0 + 1.959964 * math.sqrt(2.0))
+    assert summary["t2star_kappa"] == pytest.approx(1.0)
+    # one complete sector pair: bias 5, no spread
+    assert summary["t2star_sectors_n"] == 1 and summary["t2star_sectors_bias_ms"] == 5.0
+    assert math.isnan(summary["t2star_sectors_loa_low_ms"])
+    assert summary["t2star_true_n"] == 0 and math.isnan(summary["t2star_true_bias_ms"])
+    assert summary["t2star_pred_ok_fraction"] == 0.75
+
+
+def test_merge_rows_drops_repeats_and_orders_by_slice() -> None:
+    rank0 = [_row(4, "global", 10.0, 10.0, rank=0), _row(4, "sector1", 10.0, 10.0, rank=0)]
+    rank1 = [_row(1, "global", 12.0, 10.0, rank=1), _row(4, "global", 10.0, 10.0, rank=1)]
+    merged = merge_rows([rank0, rank1])
+    assert [(r["slice_index"], r["region"], r["rank"]) for r in merged] == [
+        (1, "global", 1),
+        (4, "global", 0),
+        (4, "sector1", 0),
+    ]
+
+
+def test_mask_agreement_fits_each_reference_once(
+    synth_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def counting(source, index, config):
+        calls.append(index)
+        return reference_slice(source, index, config)
+
+    monkeypatch.setattr(mask_agreement, "reference_slice", counting)
+    stack = read_echo_stack(synth_path)
+    agreement = MaskAgreement(load_t2star_config(None))
+    source = EchoStackFile(synth_path)
+    try:
+        same = agreement.rows(source, {1: stack.labels[1], 4: stack.labels[4]}, progress=False)
+        empty = np.zeros_like(stack.labels[4])
+        again = agreement.rows(source, {4: empty}, progress=False)
+    finally:
+        source.close()
+    assert calls == [1, 4]  # slice 4's reference was kept from the first call
+    assert [r["t2star_pred_ms"] for r in same] == [r["t2star_ref_ms"] for r in same]
+    assert [r["region"] for r in same[:7]] == list(REGIONS)
+    assert all(r["status_pred"] != "ok" and r["n_pixels_pred"] == 0 for r in again)
+    assert [r["t2star_ref_ms"] for r in again] == [r["t2star_ref_ms"] for r in same[7:]]
+
+
+def test_module_without_step_labels_is_refused(synth_path: Path, tmp_path: Path) -> None:
+    class Silent(OracleModule):
+        def validation_step(self, batch: dict, batch_idx: int) -> None:
+            super().validation_step(batch, batch_idx)
+
+    callback = T2StarCallback(every_n_epochs=1, max_slices=None, on_test=False)
+    trainer = _trainer(tmp_path, [], callback, 1)
+    with pytest.raises(TypeError, match=r"validation_step/test_step to return \{'labels'"):
+        trainer.validate(Silent(synth_path), datamodule=_datamodule(synth_path))
+
+
+def test_report_and_t2star_import_no_torch() -> None:
+    code = "import sys, cmrseg.report, cmrseg.t2star; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

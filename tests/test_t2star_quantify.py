@@ -14,11 +14,13 @@ from scipy import ndimage
 from cmrseg.cli.t2star import main
 from cmrseg.conf import ConfigError
 from cmrseg.core.errors import InputError
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack, write_echo_stack
 from cmrseg.t2star import (
     CSV_COLUMNS,
     DEFAULT_CONFIG_PATH,
     REGIONS,
+    PixelFits,
     RegionOptions,
     Status,
     T2StarConfig,
@@ -142,6 +144,31 @@ def test_median_of_pixel_fits_fails_honestly_below_the_first_echo() -> None:
     assert too_short.status is Status.FIT_FAILED
     assert np.isnan(too_short.t2star_ms) and too_short.grade == ""
     assert too_short.n_pixels == 60
+
+
+def test_pixel_fits_are_reused_across_masks_of_a_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmrseg.t2star.quantify as quantify
+
+    images, labels, point = lv_slice(lit_sector=4, sigma=0.02, seed=4)
+    config = _config(estimator="median_pixel")
+    grown = labels.copy()
+    grown[ndimage.binary_dilation(labels == MYOCARDIUM, iterations=2)] = MYOCARDIUM
+    fitted = []
+    fit_curves = quantify.fit_curves
+    monkeypatch.setattr(
+        quantify, "fit_curves", lambda te, y, *a: fitted.append(len(y)) or fit_curves(te, y, *a)
+    )
+    cache = PixelFits(labels.shape)
+    first = quantify_slice(images, TE_MS, labels, point, config=config, pixel_fits=cache)
+    second = quantify_slice(images, TE_MS, grown, point, config=config, pixel_fits=cache)
+    assert fitted == [
+        int((labels == MYOCARDIUM).sum()),
+        int((grown == MYOCARDIUM).sum() - (labels == MYOCARDIUM).sum()),
+    ]
+    assert first == quantify_slice(images, TE_MS, labels, point, config=config)
+    assert second == quantify_slice(images, TE_MS, grown, point, config=config)
+    with pytest.raises(ValueError, match="other fit options or noise SD"):
+        quantify_slice(images, TE_MS, labels, point, config=config, sigma=0.5, pixel_fits=cache)
 
 
 def test_empty_and_tiny_masks_carry_statuses() -> None:

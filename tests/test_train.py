@@ -120,6 +120,41 @@ def test_resume_from_last_matches_uninterrupted(make_cfg, tmp_path: Path) -> Non
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
+def test_same_seed_same_results_whatever_the_callback_schedule_or_logger(
+    make_cfg, tmp_path: Path
+) -> None:
+    """The T2* callback every epoch and a CSV logger change nothing that training draws."""
+    results = {}
+    for name, t2star in (("with", True), ("without", False)):
+        cfg = make_cfg(["data/augmentation=paper", "callbacks.t2star.config.region.min_pixels=3"])
+        out = tmp_path / name
+        with open_dict(cfg):
+            cfg.trainer.max_epochs = 3
+            cfg.paths.output_dir = str(out)
+            if t2star:
+                cfg.callbacks.t2star.every_n_epochs = 1
+                del cfg.hydra  # the logger stores the resolved config; Hydra's own needs a job
+                cfg.logger = {
+                    "csv": {
+                        "_target_": "lightning.pytorch.loggers.CSVLogger",
+                        "save_dir": str(out),
+                        "name": "csv",
+                    }
+                }
+            else:
+                del cfg.callbacks.t2star
+        metrics, _ = train(cfg)
+        weights = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        results[name] = metrics, weights
+    (with_metrics, with_weights), (metrics, weights) = results["with"], results["without"]
+    assert "val/t2star_bias_ms" in with_metrics and "val/t2star_bias_ms" not in metrics
+    assert (tmp_path / "with" / "t2star" / "val_epoch0002_table.csv").is_file()
+    for key in ("train/loss", "val/loss", "val/jaccard", "test/loss", "test/jaccard"):
+        assert with_metrics[key] == metrics[key], key
+    assert with_weights.keys() == weights.keys()
+    assert all(torch.equal(with_weights[k], weights[k]) for k in weights)
+
+
 def _wandb_kwargs(save_dir: Path, mode: str) -> dict:
     return {
         "save_dir": str(save_dir),

@@ -17,34 +17,24 @@ import logging
 from typing import Any
 
 import hydra
-from lightning import LightningDataModule, Trainer
+from lightning import Trainer
 from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.core.errors import InputError
-from cmrseg.utils.checkpoint import (
+from cmrseg.inference import (
     INFERENCE_SETTINGS,
+    inference_datamodule,
     inference_overrides,
     load_module_from_checkpoint,
-    slice_wise_data_config,
 )
+from cmrseg.report import format_table1, table1_rows, write_table1
 from cmrseg.utils.extras import extras, task_wrapper
-from cmrseg.utils.instantiate import (
-    instantiate_callbacks,
-    instantiate_datamodule,
-    instantiate_loggers,
-)
-from cmrseg.utils.results import format_table1, table1_rows, write_table1
+from cmrseg.utils.instantiate import instantiate_callbacks, instantiate_loggers
 
 __all__ = ["evaluate", "main"]
 
 log = logging.getLogger(__name__)
-
-
-def _data_config(stored: DictConfig, overrides: DictConfig | None) -> DictConfig:
-    """The training run's data config with the non-null keys of ``overrides`` on top."""
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return OmegaConf.merge(stored, changes)
 
 
 @task_wrapper("cmrseg-eval")
@@ -58,16 +48,16 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         The ``test/...`` (or ``val/...``) metrics and the objects built (``cfg``,
         ``datamodule``, ``model``, ``trainer``).
     """
+    if cfg.split not in ("test", "val"):
+        raise InputError(f"split: {cfg.split!r} is not 'test' or 'val'")
     model, stored_data = load_module_from_checkpoint(cfg.ckpt_path, inference_overrides(cfg))
-    data_cfg = slice_wise_data_config(_data_config(stored_data, cfg.get("data")), model.in_channels)
-    datamodule: LightningDataModule = instantiate_datamodule(data_cfg)
+    data_overrides = OmegaConf.to_container(cfg.data) if cfg.get("data") else None
+    datamodule = inference_datamodule(stored_data, data_overrides)
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=instantiate_loggers(cfg.get("logger")),
         callbacks=instantiate_callbacks(cfg.get("callbacks")),
     )
-    if cfg.split not in ("test", "val"):
-        raise InputError(f"split: {cfg.split!r} is not 'test' or 'val'")
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(model, datamodule=datamodule, verbose=False)
     metric_dict = {k: float(v) for k, v in results[0].items()} if results else {}
@@ -75,8 +65,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         rows = table1_rows(metric_dict, f"{cfg.split}/")
         title = (
-            f"{cfg.split} metrics of {cfg.ckpt_path} on {data_cfg.get('path')} "
-            "(mean (SD) over slices)"
+            f"{cfg.split} metrics of {cfg.ckpt_path} on {datamodule.path} (mean (SD) over slices)"
         )
         print(format_table1(rows, title), flush=True)
         csv_path, json_path = write_table1(
@@ -86,7 +75,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 "ckpt_path": str(cfg.ckpt_path),
                 "split": cfg.split,
                 **{key: model.hparams[key] for key in INFERENCE_SETTINGS},
-                "data": OmegaConf.to_container(data_cfg),
+                "data": dict(datamodule.hparams),
             },
         )
         log.info("Wrote %s and %s", csv_path, json_path)

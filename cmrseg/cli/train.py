@@ -17,7 +17,7 @@ from lightning import LightningDataModule, LightningModule, Trainer, seed_everyt
 from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.conf import HYDRA_CONFIG_PATH
-from cmrseg.utils.checkpoint import StoreRunConfig, slice_wise_data_config
+from cmrseg.inference import StoreRunConfig
 from cmrseg.utils.config import fill_missing
 from cmrseg.utils.extras import extras, metric_value, task_wrapper
 from cmrseg.utils.instantiate import (
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit a model, then test the best checkpoint.
 
-    Testing is per slice: a one-channel network trained on echoes as separate samples is
-    tested on the slices with their echoes fused (see ``slice_wise_data_config``), as
+    Validation and testing are per slice: a one-channel network trained on echoes as separate
+    samples is evaluated on the slices with their echoes fused (``echo_fusion``), as
     ``cmrseg-eval`` does.
 
     Args:
@@ -75,9 +75,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("No best checkpoint (no checkpoint callback?): testing the current weights")
-        test_cfg = slice_wise_data_config(cfg.data, model.in_channels)
-        test_datamodule = datamodule if test_cfg == cfg.data else instantiate_datamodule(test_cfg)
-        trainer.test(model, datamodule=test_datamodule, ckpt_path=best or None, weights_only=True)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         log.info("Best checkpoint: %s", best)
         metric_dict.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 

@@ -126,7 +126,8 @@ class EchoStackDataModule(LightningDataModule):
             predicting on ``predict_path``.
         input_mode: ``echoes_as_samples`` (the paper: each echo of ``echoes`` is a separate
             single-channel sample with the slice's mask) or ``echoes_as_channels`` (the echoes
-            are stacked as channels of one sample).
+            are stacked as channels of one sample). Training only: validation, test and
+            predict samples are always one per slice (see :meth:`_dataset_options`).
         echoes: 0-based echo indices, or ``None`` for all echoes of the file.
         target: ``binary``, ``three_class`` or ``aha16``
             (see :func:`~cmrseg.data.dataset.encode_target`).
@@ -344,31 +345,38 @@ class EchoStackDataModule(LightningDataModule):
     # ------------------------------------------------------------------ datasets and loaders
 
     def _dataset(self, split: LoaderSplit) -> EchoStackDataset:
-        if split == "predict":
-            info = self.predict_info
-            source = EchoStackFile(info.path, info=info)
-            self._files.append(source)
-            indices = self.split_indices("predict")
-            options = self._dataset_options(transform=None)
-            try:
-                return EchoStackDataset(source, indices, with_labels=True, **options)
-            except InputError as err:
-                log.info("predicting without masks: %s", err)
-                return EchoStackDataset(source, indices, with_labels=False, **options)
-        source = EchoStackFile(self.info.path, info=self.info)
+        info = self.predict_info if split == "predict" else self.info
+        source = EchoStackFile(info.path, info=info)
         self._files.append(source)
-        transform = self.augmentation if split == "train" else None
-        return EchoStackDataset(
-            source, self.split_indices(split), **self._dataset_options(transform=transform)
-        )
+        options = self._dataset_options(split)
+        if split != "predict":
+            return EchoStackDataset(source, self.split_indices(split), **options)
+        indices = self.split_indices("predict")
+        try:
+            return EchoStackDataset(source, indices, with_labels=True, **options)
+        except InputError as err:
+            log.info("predicting without masks: %s", err)
+            return EchoStackDataset(source, indices, with_labels=False, **options)
 
-    def _dataset_options(self, transform: Callable[..., Any] | None) -> dict[str, Any]:
+    def _dataset_options(self, split: LoaderSplit) -> dict[str, Any]:
+        """Dataset settings of a split: training as configured, every other split per slice.
+
+        Validation, test and prediction show the network one sample per slice: with
+        ``echoes_as_samples`` the same echoes come as channels and the module fuses them
+        (``echo_fusion``); ``mvn`` of a one-echo sample equals ``mvn_per_channel`` of that echo
+        as a channel, so the network sees identical inputs.
+        """
+        input_mode, normalization = self.input_mode, self.normalization
+        if split != "train" and input_mode == "echoes_as_samples":
+            input_mode = "echoes_as_channels"
+            if normalization == "mvn":
+                normalization = "mvn_per_channel"
         return {
-            "input_mode": self.input_mode,
+            "input_mode": input_mode,
             "echoes": self.echoes,
             "target": self.target,
-            "normalization": self.normalization,
-            "transform": transform,
+            "normalization": normalization,
+            "transform": self.augmentation if split == "train" else None,
         }
 
     def setup(self, stage: str) -> None:
@@ -428,13 +436,13 @@ class EchoStackDataModule(LightningDataModule):
         return self._dataloader_factory("train")
 
     def val_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Validation batches in slice order."""
+        """Validation batches in slice order, one sample per slice."""
         return self._dataloader_factory("val")
 
     def test_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Test batches in slice order."""
+        """Test batches in slice order, one sample per slice."""
         return self._dataloader_factory("test")
 
     def predict_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Every slice of the predict file in order; items carry ``mask`` only if labelled."""
+        """Every slice of the predict file in order, one sample per slice; ``mask`` if labelled."""
         return self._dataloader_factory("predict")

@@ -290,7 +290,9 @@ class SegmentationModule(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> None:
+    def _evaluate(
+        self, batch: dict[str, Any], metrics: MetricCollection, stage: str
+    ) -> dict[str, torch.Tensor]:
         probs = self.segment_probabilities(batch["image"])
         loss = functional.nll_loss(probs.clamp_min(1e-8).log(), batch["mask"])
         self.log(f"{stage}/loss", loss, batch_size=probs.shape[0], sync_dist=True)
@@ -304,14 +306,20 @@ class SegmentationModule(LightningModule):
             sample_id=batch["sample_id"],
             pixel_spacing_mm=batch["pixel_spacing_mm"],
         )
+        return {"labels": labels, "slice_index": batch["slice_index"]}
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Update the validation metrics with one batch of slices."""
-        self._evaluate(batch, self.val_metrics, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Update the validation metrics with one batch of slices; return its labels.
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Update the test metrics with one batch of slices."""
-        self._evaluate(batch, self.test_metrics, "test")
+        Returns:
+            ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}`` (for callbacks, e.g.
+            :class:`~cmrseg.callbacks.T2StarCallback`).
+        """
+        return self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Update the test metrics with one batch of slices; return its labels (as validation)."""
+        return self._evaluate(batch, self.test_metrics, "test")
 
     def _log_metrics(self, metrics: MetricCollection) -> None:
         values = {k: v for k, v in metrics.compute().items() if v.numel() == 1}
@@ -327,8 +335,8 @@ class SegmentationModule(LightningModule):
         self._log_metrics(self.test_metrics)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Predicted labels uint8 ``[B, H, W]`` with the batch's ``sample_id``."""
-        return {"labels": self.predict_labels(batch["image"]), "sample_id": batch["sample_id"]}
+        """Predicted labels: ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}``."""
+        return {"labels": self.predict_labels(batch["image"]), "slice_index": batch["slice_index"]}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the global RNG states so that a resumed run draws the same dropout masks."""

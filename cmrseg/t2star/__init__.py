@@ -1,8 +1,9 @@
 """T2* quantification of multi-echo GRE magnitude data (numpy, scipy, lmfit, skimage; no torch).
 
 Signal models with the multi-coil noise floor, a vectorized map fitter and an lmfit reference,
-myocardial regions (sectors, AHA segments, septal ROI, wall core), grading and the contract's
-``t2star.csv``. Settings come from ``conf/t2star/default.yaml`` (:func:`load_t2star_config`).
+myocardial regions (sectors, AHA segments, septal ROI, wall core), grading, the contract's
+``t2star.csv`` and the agreement of T2* on predicted and reference masks. Settings come from
+``conf/t2star/default.yaml`` (:func:`load_t2star_config`).
 """
 
 from cmrseg.t2star.config import (
@@ -23,8 +24,17 @@ from cmrseg.t2star.fitting import (
     fit_map,
 )
 from cmrseg.t2star.grading import grade_t2star, grading_field_t, myocardial_iron_mg_per_g
+from cmrseg.t2star.mask_agreement import (
+    AGREEMENT_COLUMNS,
+    SUMMARY_KEYS,
+    ReferenceSlice,
+    agreement_rows,
+    agreement_summary,
+    reference_slice,
+)
 from cmrseg.t2star.quantify import (
     REGIONS,
+    PixelFits,
     RegionResult,
     SliceNoise,
     censored_median,
@@ -49,21 +59,27 @@ from cmrseg.t2star.status import Status, status_code
 from cmrseg.t2star.table import CSV_COLUMNS, quantify_stack, slice_rows, write_t2star_csv
 
 __all__ = [
+    "AGREEMENT_COLUMNS",
     "CSV_COLUMNS",
     "DEFAULT_CONFIG_PATH",
     "REGIONS",
     "SIGNAL_MODELS",
+    "SUMMARY_KEYS",
     "CurveFit",
     "FitOptions",
     "MapFit",
     "NoiseEstimate",
     "NoiseEstimateError",
+    "PixelFits",
     "QcOptions",
+    "ReferenceSlice",
     "RegionOptions",
     "RegionResult",
     "SliceNoise",
     "Status",
     "T2StarConfig",
+    "agreement_rows",
+    "agreement_summary",
     "censored_median",
     "core_erosion_px",
     "estimate_noise",
@@ -82,6 +98,7 @@ __all__ = [
     "quantify_region",
     "quantify_slice",
     "quantify_stack",
+    "reference_slice",
     "slice_noise",
     "slice_noise_sigma",
     "slice_rows",

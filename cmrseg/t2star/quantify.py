@@ -23,6 +23,7 @@ from cmrseg.t2star.status import Status, status_code
 
 __all__ = [
     "REGIONS",
+    "PixelFits",
     "RegionResult",
     "SliceNoise",
     "censored_median",
@@ -222,6 +223,62 @@ def censored_median(
     )
 
 
+class PixelFits:
+    """Pixel fits of one slice, kept so that later regions and masks of it fit only new pixels.
+
+    A pixel's fit depends only on its curve, the fit options and the noise SD, never on the
+    region it is in (:func:`~cmrseg.t2star.fit_curves` fits every curve on its own). So the
+    sectors of a slice reuse the fits of its global region, and another mask of the same slice
+    (a network's prediction at every validation) fits only the pixels no earlier mask had.
+    Holds three float64, one uint8 and one bool ``[H, W]`` maps.
+
+    Args:
+        shape: ``(H, W)`` of the slice.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.fitted = np.zeros(shape, dtype=bool)
+        self.status = np.zeros(shape, dtype=np.uint8)
+        self.t2star_ms = np.full(shape, np.nan)
+        self.s0 = np.full(shape, np.nan)
+        self.r2 = np.full(shape, np.nan)
+        self._settings: tuple[FitOptions, float | None] | None = None
+
+    def fit(
+        self,
+        images: np.ndarray,
+        te_ms: np.ndarray,
+        mask: np.ndarray,
+        options: FitOptions,
+        sigma: float | None,
+    ) -> _PixelSubset:
+        """Fit the pixels of ``mask`` not fitted yet; return the fits of all of ``mask``.
+
+        Raises:
+            ValueError: ``options`` or ``sigma`` differ from those of the earlier fits.
+        """
+        if self._settings is not None and self._settings != (options, sigma):
+            raise ValueError("PixelFits holds fits made with other fit options or noise SD")
+        self._settings = (options, sigma)
+        new = mask & ~self.fitted
+        if new.any():
+            fits = fit_curves(te_ms, images[:, new].T.astype(float), options, sigma)
+            self.t2star_ms[new], self.s0[new], self.r2[new] = fits.t2star_ms, fits.s0, fits.r2
+            self.status[new] = fits.status
+            self.fitted |= new
+        return _PixelSubset(self.t2star_ms[mask], self.s0[mask], self.r2[mask], self.status[mask])
+
+
+@dataclass(frozen=True)
+class _PixelSubset:
+    """Fits of the pixels of one region, in mask order (what ``median_pixel`` reads)."""
+
+    t2star_ms: np.ndarray
+    s0: np.ndarray
+    r2: np.ndarray
+    status: np.ndarray
+
+
 def quantify_region(
     images: np.ndarray,
     te_ms: np.ndarray,
@@ -232,6 +289,7 @@ def quantify_region(
     region: str = "roi",
     noise: SliceNoise | None = None,
     roi: str | None = None,
+    pixel_fits: PixelFits | None = None,
 ) -> RegionResult:
     """T2* of the pixels in ``mask`` by the configured estimator.
 
@@ -256,6 +314,8 @@ def quantify_region(
         region: Name written into the result.
         noise: The slice's noise model; ``None`` to work it out here.
         roi: Name of the ROI for ``method`` (default ``config.region.wall``).
+        pixel_fits: ``median_pixel`` only: earlier pixel fits of this slice (same options and
+            noise SD) to reuse and extend; ``None`` fits every pixel of ``mask``.
 
     Returns:
         :class:`RegionResult`.
@@ -284,9 +344,9 @@ def quantify_region(
     if n_pixels < config.qc.min_pixels:
         reasons.append(f"few_pixels={n_pixels}")
     low_bound_ms = options.bounds_ms(te_ms)[0]
-    curves = images[:, mask].T.astype(float)
     if estimator == "mean_signal":
-        fit = fit_curves(te_ms, curves.mean(axis=0), options, noise.sigma).curve(())
+        curve = images[:, mask].T.astype(float).mean(axis=0)
+        fit = fit_curves(te_ms, curve, options, noise.sigma).curve(())
         status, value, ci_low, ci_high = (
             fit.status,
             fit.t2star_ms,
@@ -295,7 +355,8 @@ def quantify_region(
         )
         s0, r2 = fit.s0, fit.r2
     else:
-        fits = fit_curves(te_ms, curves, options, noise.sigma)
+        cache = pixel_fits if pixel_fits is not None else PixelFits(mask.shape)
+        fits = cache.fit(images, te_ms, mask, options, noise.sigma)
         ok = fits.status == status_code(Status.OK)
         n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
         n_above = int((fits.status == status_code(Status.OUT_OF_RANGE)).sum())
@@ -364,8 +425,11 @@ def quantify_slice(
     phase_encoding_axis: int = -1,
     pixel_spacing_mm: np.ndarray | tuple[float, float] | None = None,
     sigma: float | None = None,
+    pixel_fits: PixelFits | None = None,
 ) -> list[RegionResult]:
     """T2* of the global myocardium and of its six sectors in one slice.
+
+    With ``median_pixel`` each pixel is fitted once (the sectors reuse the global fits).
 
     Args:
         images: Magnitude images ``[E, H, W]``.
@@ -381,6 +445,8 @@ def quantify_slice(
             ``region.core_erosion_mm`` to pixels (:func:`~cmrseg.t2star.core_erosion_px`).
             Needed when ``region.wall`` is ``core`` with an erosion above 0 mm.
         sigma: Noise SD per channel; see :func:`slice_noise`.
+        pixel_fits: Earlier pixel fits of this slice to reuse and extend (e.g. of its
+            reference mask, when a predicted mask is quantified); ``None``: fits of this call.
 
     Returns:
         Seven :class:`RegionResult`, in the order of :data:`REGIONS`.
@@ -403,9 +469,13 @@ def quantify_slice(
     if config.region.wall == "core":
         wall = wall_core_mask(labels, erosion_px, phase_encoding_axis)
     noise = slice_noise(images, config, sigma, phase_encoding_axis)
+    if pixel_fits is None:
+        pixel_fits = PixelFits(labels.shape)
 
     def _region(mask: np.ndarray, name: str, extra: tuple[str, ...] = ()) -> RegionResult:
-        result = quantify_region(images, te_ms, mask, config, region=name, noise=noise)
+        result = quantify_region(
+            images, te_ms, mask, config, region=name, noise=noise, pixel_fits=pixel_fits
+        )
         if not extra:
             return result
         return dataclasses.replace(result, qc_reasons=(*result.qc_reasons, *extra))

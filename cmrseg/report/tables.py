@@ -1,4 +1,8 @@
-"""The Table-1 style summary of overlap metrics (mean (SD) over slices) and its result files."""
+"""Result tables: Table 1 (overlap metrics, mean (SD) over slices) as text, CSV and JSON.
+
+``cmrseg-eval`` prints Table 1 and writes ``metrics.csv`` and ``metrics.json`` (atomically);
+:func:`json_number` and :func:`csv_text` format values for any JSON or CSV result file.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,20 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from cmrseg.core.atomic import atomic_path
 
-__all__ = ["TABLE1_METRICS", "format_table1", "table1_rows", "write_table1"]
+__all__ = [
+    "TABLE1_METRICS",
+    "csv_text",
+    "format_table1",
+    "json_number",
+    "table1_rows",
+    "write_table1",
+]
 
 # (metric key, row label, scale): overlap scores in percent as in the paper, HD95 in mm.
 TABLE1_METRICS: tuple[tuple[str, str, float], ...] = (
@@ -75,3 +89,19 @@ def write_table1(
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps({**extra, "table1": rows}, indent=2, allow_nan=True) + "\n")
     return csv_path, json_path
+
+
+def json_number(value: Any) -> Any:
+    """NaN becomes ``None``; numpy scalars become Python numbers; other values pass."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def csv_text(value: Any) -> str:
+    """CSV text of a table value: floats with 6 significant digits, NaN empty."""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.6g}" if math.isfinite(value) else ""
+    return str(value)

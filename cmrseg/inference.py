@@ -1,0 +1,240 @@
+"""The one inference path: checkpoint -> module and data settings -> datamodule -> predictions.
+
+``cmrseg-train`` stores the run's model and data config in every checkpoint
+(:class:`StoreRunConfig`), so ``cmrseg-eval``, ``cmrseg-predict`` and the benchmarks rebuild the
+network and its preprocessing from the checkpoint alone (:func:`load_module_from_checkpoint`),
+and a checkpoint cannot be paired with the wrong architecture or preprocessing by mistake. The
+stored keys are checked against the code that builds them: a setting that no longer exists is
+refused by name, with the way to convert the checkpoint.
+
+Evaluation and prediction are per slice (one sample per slice, echoes as channels, fused by the
+module's ``echo_fusion``), as the datamodule serves every split but ``train``. The step outputs
+``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}`` of the module are put in slice order
+by :func:`slice_labels` (used by :func:`predict_stack` and the T2* callback).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from lightning import Callback, LightningModule, Trainer
+from omegaconf import DictConfig, OmegaConf
+
+from cmrseg.core.errors import InputError
+from cmrseg.data.datamodule import EchoStackDataModule
+from cmrseg.modules.transfer import load_checkpoint
+
+__all__ = [
+    "INFERENCE_SETTINGS",
+    "RUN_CONFIG_KEY",
+    "StoreRunConfig",
+    "inference_datamodule",
+    "inference_overrides",
+    "load_module_from_checkpoint",
+    "predict_stack",
+    "slice_labels",
+]
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG_KEY = "cmrseg_config"
+# module and datamodule arguments added after checkpoints were first written, with the behaviour
+# they had then
+_ADDED_MODULE_ARGS = {"test_time_augmentation": "none"}
+_ADDED_DATA_ARGS = {"sharing_strategy": None}
+# module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
+INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
+
+
+def inference_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The inference settings of an eval or predict config (``None``: the checkpoint's value)."""
+    return {key: cfg.get(key) for key in INFERENCE_SETTINGS}
+
+
+class StoreRunConfig(Callback):
+    """Write ``{"model": ..., "data": ...}`` (resolved, plain containers) into every checkpoint.
+
+    Args:
+        config: The run's composed config; its ``model`` and ``data`` nodes are stored.
+    """
+
+    def __init__(self, config: DictConfig) -> None:
+        self.config = {
+            key: OmegaConf.to_container(config[key], resolve=True) for key in ("model", "data")
+        }
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Add the run config to the checkpoint dict."""
+        checkpoint[RUN_CONFIG_KEY] = self.config
+
+
+def _check_stored(node: Any, keys: tuple[str, ...], path: str | os.PathLike[str]) -> None:
+    """Refuse stored settings that the current code does not take (or lacks), by name.
+
+    Every mapping with a ``_target_`` is checked against the signature of its target.
+    """
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_stored(item, (*keys, str(i)), path)
+        return
+    if not isinstance(node, Mapping):
+        return
+    for key, value in node.items():
+        _check_stored(value, (*keys, key), path)
+    target = node.get("_target_")
+    if target is None:
+        return
+    where = ".".join(keys)
+    convert = (
+        f"to convert the checkpoint, edit ckpt[{RUN_CONFIG_KEY!r}]"
+        + "".join(f"[{k!r}]" for k in keys)
+        + " (torch.load(..., weights_only=True), then torch.save), or train it again"
+    )
+    try:
+        params = inspect.signature(hydra.utils.get_object(target)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        raise InputError(
+            f"{path}: stored {where}._target_ {target} no longer exists; {convert}"
+        ) from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in node if not str(k).startswith("_") and k not in params]
+    if unknown:
+        raise InputError(
+            f"{path}: stored setting {where}.{unknown[0]} is not an argument of {target} any "
+            f"more (removed or renamed); {convert}"
+        )
+    if not node.get("_partial_", False):
+        required = (
+            name
+            for name, p in params.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+        missing = [name for name in required if name not in node]
+        if missing:
+            raise InputError(
+                f"{path}: stored {where} lacks {missing[0]}, which {target} now needs; {convert}"
+            )
+
+
+def load_module_from_checkpoint(
+    path: str | os.PathLike[str], model_overrides: Mapping[str, Any]
+) -> tuple[LightningModule, DictConfig]:
+    """Rebuild the trained module of a ``cmrseg-train`` checkpoint with its weights.
+
+    Args:
+        path: The ``.ckpt`` file.
+        model_overrides: Module arguments to change (e.g. ``{"echo_fusion": "first"}``);
+            ``None`` values are ignored. Pretrained-weight copying (``init_from``) is off.
+
+    Returns:
+        The module with the checkpoint's weights (eval mode), and the data config of the
+        training run (augmentation removed).
+
+    Raises:
+        InputError: Missing or unreadable file, not a cmrseg checkpoint, a stored setting that
+            no longer exists (or a new one without a value for old checkpoints), or weights
+            that do not fit the stored network.
+    """
+    ckpt = load_checkpoint(path)
+    if RUN_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise InputError(f"{path}: not a cmrseg-train checkpoint (no stored run config)")
+    stored = ckpt[RUN_CONFIG_KEY]
+    model = {**_ADDED_MODULE_ARGS, **stored["model"], "init_from": None}
+    model |= {k: v for k, v in model_overrides.items() if v is not None}
+    data = {**_ADDED_DATA_ARGS, **stored["data"], "augmentation": None}
+    _check_stored(model, ("model",), path)
+    _check_stored(data, ("data",), path)
+    model_cfg = OmegaConf.create(model)
+    try:
+        module = hydra.utils.instantiate(model_cfg)
+    except InstantiationException as err:
+        raise InputError(f"{path}: the stored model does not build: {err.__cause__}") from None
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise InputError(
+            f"{path}: weights do not fit the stored network {model_cfg.net._target_}: "
+            f"{' '.join(first[:2])}"
+        ) from None
+    log.info("Loaded %s (%s)", path, model_cfg.net._target_)
+    return module.eval(), OmegaConf.create(data)
+
+
+def inference_datamodule(
+    data_cfg: DictConfig,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    predict_path: str | os.PathLike[str] | None = None,
+) -> EchoStackDataModule:
+    """The datamodule of a checkpoint's data settings, for evaluation or prediction.
+
+    Args:
+        data_cfg: The stored data config (from :func:`load_module_from_checkpoint`).
+        overrides: Data settings to change (e.g. ``path``, ``batch_size``); ``None`` values
+            keep the stored ones.
+        predict_path: Predict on every slice of this file (labels optional) instead of
+            evaluating the splits of ``path``.
+    """
+    settings = OmegaConf.to_container(data_cfg, resolve=True)
+    settings |= {k: v for k, v in (overrides or {}).items() if v is not None}
+    if predict_path is not None:
+        settings |= {"path": None, "split_file": None, "predict_path": str(predict_path)}
+    target = hydra.utils.get_class(settings.pop("_target_"))
+    if not issubclass(target, EchoStackDataModule):
+        raise InputError(f"data._target_: {target.__name__} is not an EchoStackDataModule")
+    return target(**{k: v for k, v in settings.items() if not str(k).startswith("_")})
+
+
+def slice_labels(outputs: Iterable[Mapping[str, torch.Tensor]]) -> dict[int, np.ndarray]:
+    """Labels uint8 ``[H, W]`` by slice index from step outputs ``{"labels", "slice_index"}``.
+
+    A slice seen twice (DDP pads its last batches with repeats) keeps its first labels.
+    """
+    out: dict[int, np.ndarray] = {}
+    for batch in outputs:
+        labels = batch["labels"].cpu().numpy().astype(np.uint8)
+        for i, slice_labels_ in zip(batch["slice_index"].tolist(), labels, strict=True):
+            out.setdefault(int(i), slice_labels_)
+    return out
+
+
+def predict_stack(
+    module: LightningModule, datamodule: EchoStackDataModule, trainer: Trainer | None = None
+) -> np.ndarray:
+    """Segment every slice of the datamodule's predict file.
+
+    Args:
+        module: A module whose ``predict_step`` returns ``{"labels", "slice_index"}``.
+        datamodule: The data (:func:`inference_datamodule` with ``predict_path``).
+        trainer: Runs the prediction (device, precision); ``None``: one device, no logger.
+
+    Returns:
+        ``labels_pred`` uint8 ``[N, H, W]`` in slice order.
+
+    Raises:
+        InputError: The trainer runs more than one process.
+    """
+    if trainer is None:
+        trainer = Trainer(
+            devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False
+        )
+    if trainer.world_size != 1:
+        raise InputError("prediction runs in one process; use trainer=default or trainer=gpu")
+    labels = slice_labels(trainer.predict(module, datamodule=datamodule))
+    n_slices = datamodule.predict_info.n_slices
+    if sorted(labels) != list(range(n_slices)):
+        raise RuntimeError(f"prediction covers slices {sorted(labels)}, expected {n_slices}")
+    return np.stack([labels[i] for i in range(n_slices)])
