@@ -35,7 +35,7 @@ from omegaconf import open_dict
 
 from cmrseg.callbacks import T2StarCallback
 from cmrseg.cli.train import train
-from cmrseg.utils.config import CONF_DIR
+from cmrseg.conf import CONF_DIR
 
 HOOKS = ("on_validation_epoch_start", "on_validation_batch_end", "on_validation_epoch_end")
 

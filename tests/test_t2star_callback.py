@@ -208,7 +208,7 @@ def _broken_wandb_logger(root: Path) -> WandbLogger:
 
 def test_perfect_segmenter_with_csv_logger(synth_path: Path, tmp_path: Path, caplog) -> None:
     datamodule = _datamodule(synth_path)
-    callback = T2StarCallback(every_n_epochs=2, max_slices=None, on_test=True)
+    callback = T2StarCallback(every_n_epochs=2, max_slices=None, on_test=True, figures="final")
     csv_logger = CSVLogger(tmp_path, name="csv", version="")
     trainer = _trainer(tmp_path, [csv_logger, _broken_wandb_logger(tmp_path)], callback, 2)
     model = OracleModule(synth_path)
@@ -298,7 +298,7 @@ def test_wandb_offline_run_gets_table_images_and_scalars(
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     datamodule = _datamodule(synth_path)
-    callback = T2StarCallback(every_n_epochs=1, max_slices=4, on_test=False)
+    callback = T2StarCallback(every_n_epochs=1, max_slices=4, on_test=False, figures="final")
     logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="cmrseg-tests")
     trainer = _trainer(tmp_path, [logger], callback, 1)
     try:
@@ -356,7 +356,7 @@ def test_train_with_t2star_callback_config(make_cfg) -> None:
 
 @pytest.mark.slow
 def test_ddp_rank_zero_only(synth_path: Path, tmp_path: Path) -> None:
-    callback = T2StarCallback(every_n_epochs=1, max_slices=2, on_test=False)
+    callback = T2StarCallback(every_n_epochs=1, max_slices=2, on_test=False, figures="final")
     trainer = Trainer(
         accelerator="cpu",
         devices=2,
@@ -454,12 +454,26 @@ def test_mask_agreement_fits_each_reference_once(
     assert [r["t2star_ref_ms"] for r in again] == [r["t2star_ref_ms"] for r in same[7:]]
 
 
+@pytest.mark.parametrize("figures", ["final", "every"])
+def test_figures_are_drawn_at_the_last_validation_unless_every(
+    synth_path: Path, tmp_path: Path, figures: str
+) -> None:
+    callback = T2StarCallback(every_n_epochs=1, max_slices=2, on_test=False, figures=figures)
+    trainer = _trainer(tmp_path, [], callback, 3)
+    trainer.fit(OracleModule(synth_path), datamodule=_datamodule(synth_path))
+    out = tmp_path / "t2star"
+    tables = sorted(p.name.removesuffix("_table.csv") for p in out.glob("*_table.csv"))
+    pngs = sorted({p.name[: len("val_epoch0000")] for p in out.glob("*.png")})
+    assert tables == ["val_epoch0000", "val_epoch0001", "val_epoch0002"]
+    assert pngs == (tables if figures == "every" else ["val_epoch0002"])
+
+
 def test_module_without_step_labels_is_refused(synth_path: Path, tmp_path: Path) -> None:
     class Silent(OracleModule):
         def validation_step(self, batch: dict, batch_idx: int) -> None:
             super().validation_step(batch, batch_idx)
 
-    callback = T2StarCallback(every_n_epochs=1, max_slices=None, on_test=False)
+    callback = T2StarCallback(every_n_epochs=1, max_slices=None, on_test=False, figures="final")
     trainer = _trainer(tmp_path, [], callback, 1)
     with pytest.raises(TypeError, match=r"validation_step/test_step to return \{'labels'"):
         trainer.validate(Silent(synth_path), datamodule=_datamodule(synth_path))

@@ -45,6 +45,10 @@ class T2StarCallback(Callback):
         max_slices: Use at most this many slices of the split, evenly spread over it (so over
             subjects); ``None`` for all.
         on_test: Also run at the end of ``trainer.test``.
+        figures: When to draw the Bland-Altman and scatter figures (about 0.2 s each time):
+            ``final`` for the test report, ``trainer.validate`` and the last validation of a
+            fit (the epoch ``max_epochs - 1`` or a stop); ``every`` for every report. Tables
+            and scalars are written at every report.
         config: T2* settings: a :class:`~cmrseg.t2star.T2StarConfig`, a mapping with its keys,
             a YAML file, or ``None`` for ``conf/t2star/default.yaml``.
         output_dir: Folder for the files; ``None`` for ``<trainer.log_dir>/t2star``.
@@ -56,6 +60,7 @@ class T2StarCallback(Callback):
         every_n_epochs: int,
         max_slices: int | None,
         on_test: bool,
+        figures: Literal["final", "every"],
         config: T2StarConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -63,7 +68,10 @@ class T2StarCallback(Callback):
             raise ValueError(f"every_n_epochs must be >= 0, got {every_n_epochs}")
         if max_slices is not None and max_slices < 1:
             raise ValueError(f"max_slices must be >= 1 or None, got {max_slices}")
+        if figures not in ("final", "every"):
+            raise ValueError(f"figures must be 'final' or 'every', got {figures!r}")
         self.every_n_epochs, self.max_slices, self.on_test = every_n_epochs, max_slices, on_test
+        self.figures = figures
         if isinstance(config, Mapping):
             config = T2StarConfig.from_dict(config)
         self.t2star_config = (
@@ -140,6 +148,10 @@ class T2StarCallback(Callback):
             pl_module.log(f"{self._stage}/{key}", value, sync_dist=True)
         if not trainer.is_global_zero:
             return
+        last_fit_epoch = trainer.should_stop or trainer.current_epoch + 1 >= (
+            trainer.max_epochs or 0
+        )
+        final = trainer.state.fn != TrainerFn.FITTING or last_fit_epoch
         title, pngs = write_agreement_report(
             self._out_dir,
             rows,
@@ -148,6 +160,7 @@ class T2StarCallback(Callback):
             epoch=trainer.current_epoch,
             global_step=trainer.global_step,
             has_true="t2star_ms" in info.datasets,
+            figures=self.figures == "every" or final,
         )
         # at the step Lightning gives the epoch's scalars (as its LearningRateMonitor does)
         step = trainer.fit_loop.epoch_loop._batches_that_stepped

@@ -93,8 +93,9 @@ def write_agreement_report(
     epoch: int,
     global_step: int,
     has_true: bool,
+    figures: bool,
 ) -> tuple[str, dict[str, bytes]]:
-    """Draw the figures and write the files of one stage's agreement.
+    """Write the files of one stage's agreement, with its figures if asked.
 
     Args:
         folder: Output folder.
@@ -104,16 +105,18 @@ def write_agreement_report(
         epoch: Training epoch (0-based).
         global_step: Optimizer steps so far.
         has_true: Whether the rows carry the true T2* (adds the panel against the truth).
+        figures: Draw the Bland-Altman and scatter PNGs (about 0.2 s); ``False``: table and
+            summary only.
 
     Returns:
-        The figures' title and their PNG bytes by name.
+        The figures' title and their PNG bytes by name (none without ``figures``).
     """
     n_slices = len({row["slice_index"] for row in rows})
     title = (
         f"{stage} epoch {epoch}: {n_slices} slices, bias {summary['t2star_bias_ms']:.2f} ms, "
         f"ICC(2,1) {summary['t2star_icc']:.3f}"
     )
-    pngs = agreement_pngs(rows, has_true, title)
+    pngs = agreement_pngs(rows, has_true, title) if figures else {}
     tag = f"{stage}_epoch{epoch:04d}" if stage == "val" else stage
     context = {"stage": stage, "epoch": epoch, "global_step": global_step}
     write_agreement_files(folder, tag, rows, pngs, {**context, **summary})
