@@ -33,7 +33,8 @@ from cmrseg.data.splits import make_subject_split
 
 
 def method_config(method: str) -> dict[str, Any]:
-    return yaml.safe_load((CONF_DIR / "model" / f"{method}.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((CONF_DIR / "model" / f"{method}.yaml").read_text(encoding="utf-8"))
+    return config["model"]
 
 
 def spread(indices: np.ndarray, n: int | None) -> np.ndarray:

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "cmrseg_config"
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
 # they had then
-_ADDED_MODULE_ARGS = {"test_time_augmentation": "none"}
+_ADDED_MODULE_ARGS = {"cmrseg.modules.SegmentationModule": {"test_time_augmentation": "none"}}
 _ADDED_DATA_ARGS = {"sharing_strategy": None}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
 INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
@@ -151,7 +151,10 @@ def load_module_from_checkpoint(
     if RUN_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise InputError(f"{path}: not a cmrseg-train checkpoint (no stored run config)")
     stored = ckpt[RUN_CONFIG_KEY]
-    model = {**_ADDED_MODULE_ARGS, **stored["model"], "init_from": None}
+    added = _ADDED_MODULE_ARGS.get(stored["model"].get("_target_"), {})
+    model = {**added, **stored["model"]}
+    if "init_from" in model:  # a network: no copying of pretrained weights at inference
+        model["init_from"] = None
     model |= {k: v for k, v in model_overrides.items() if v is not None}
     data = {**_ADDED_DATA_ARGS, **stored["data"], "augmentation": None}
     _check_stored(model, ("model",), path)
@@ -166,11 +169,16 @@ def load_module_from_checkpoint(
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         raise InputError(
-            f"{path}: weights do not fit the stored network {model_cfg.net._target_}: "
+            f"{path}: weights do not fit the stored model {_built(model_cfg)}: "
             f"{' '.join(first[:2])}"
         ) from None
-    log.info("Loaded %s (%s)", path, model_cfg.net._target_)
+    log.info("Loaded %s (%s)", path, _built(model_cfg))
     return module.eval(), OmegaConf.create(data)
+
+
+def _built(model_cfg: DictConfig) -> str:
+    """What a stored model config builds: its network's class, or the module's."""
+    return model_cfg.net._target_ if "net" in model_cfg else model_cfg._target_
 
 
 def inference_datamodule(

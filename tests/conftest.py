@@ -69,7 +69,10 @@ def tiny_stack_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def shrink(cfg: DictConfig, output_dir: Path, data_path: Path) -> DictConfig:
-    """Make a composed train config tiny: 3-level 4..16-channel network, 1 epoch, CPU, no logger."""
+    """Make a composed train config tiny: 3-level 4..16-channel network, 1 epoch, CPU, no logger.
+
+    A classical segmenter's config (no ``net``) keeps its method settings.
+    """
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir)
@@ -79,7 +82,9 @@ def shrink(cfg: DictConfig, output_dir: Path, data_path: Path) -> DictConfig:
         cfg.data.batch_size = 4
         cfg.data.val_fraction = 0.2
         cfg.data.test_fraction = 0.2
-        if "channels" in cfg.model.net:  # MONAI's UNet
+        if "net" not in cfg.model:  # a classical segmenter: nothing to shrink
+            pass
+        elif "channels" in cfg.model.net:  # MONAI's UNet
             cfg.model.net.channels = [4, 8, 16]
             cfg.model.net.strides = [2, 2]
         else:

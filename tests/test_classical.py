@@ -27,8 +27,9 @@ METHOD_NAMES = sorted(METHODS)
 
 
 def method_config(method: str) -> dict[str, Any]:
-    """``conf/model/<method>.yaml`` as plain data (``params`` and ``search_space``)."""
-    return yaml.safe_load((CONF_DIR / "model" / f"{method}.yaml").read_text(encoding="utf-8"))
+    """The ``model`` node of ``conf/model/<method>.yaml`` as plain data (``params``...)."""
+    config = yaml.safe_load((CONF_DIR / "model" / f"{method}.yaml").read_text(encoding="utf-8"))
+    return config["model"]
 
 
 def default_params(method: str) -> Any:

@@ -74,7 +74,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             {
                 "ckpt_path": str(cfg.ckpt_path),
                 "split": cfg.split,
-                **{key: model.hparams[key] for key in INFERENCE_SETTINGS},
+                **{key: model.hparams[key] for key in INFERENCE_SETTINGS if key in model.hparams},
                 "data": dict(datamodule.hparams),
             },
         )

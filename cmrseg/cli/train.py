@@ -50,15 +50,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         seed_everything(cfg.seed, workers=True)
 
     datamodule: LightningDataModule = instantiate_datamodule(cfg.data)
-    fill_missing(
-        cfg.model.net,
-        {
-            "in_channels": datamodule.in_channels,
-            "num_classes": datamodule.num_classes,
-            "myocardium_classes": list(datamodule.myocardium_classes),
-        },
-    )
-    log.info("Instantiating model <%s> with net <%s>", cfg.model._target_, cfg.model.net._target_)
+    if "net" in cfg.model:  # a network (the classical segmenters have none)
+        fill_missing(
+            cfg.model.net,
+            {
+                "in_channels": datamodule.in_channels,
+                "num_classes": datamodule.num_classes,
+                "myocardium_classes": list(datamodule.myocardium_classes),
+            },
+        )
+    log.info("Instantiating model <%s>", cfg.model._target_)
     model: LightningModule = hydra.utils.instantiate(cfg.model)
 
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), StoreRunConfig(cfg)]
@@ -72,7 +73,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metric_dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint else ""
+        if checkpoint and not best and checkpoint.last_model_path:
+            # no optimizer step, so no best by the monitor: a classical segmenter's calibration
+            log.info("No best checkpoint by the monitor (no optimizer steps): testing the last")
+            best = checkpoint.last_model_path
         if not best:
             log.warning("No best checkpoint (no checkpoint callback?): testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)

@@ -8,6 +8,7 @@ Each item is a dict for the default collate function::
     slice_index       int64   []         0-based slice in the file
     echo_index        int64   []         0-based echo, -1 for echoes_as_channels
     pixel_spacing_mm  float32 [2]        (row, column) spacing of the slice as stored
+    te_ms             float32 [C]        echo times of the image's channels in ms
 
 ``pixel_spacing_mm`` is the slice's spacing in the file; augmentation (rotation, scaling) does
 not update it, and validation, test and predict data are never augmented.
@@ -243,6 +244,7 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
             "slice_index": torch.tensor(slice_index, dtype=torch.int64),
             "echo_index": torch.tensor(echo_index, dtype=torch.int64),
             "pixel_spacing_mm": torch.from_numpy(info.pixel_spacing_mm[slice_index].copy()),
+            "te_ms": torch.from_numpy(info.te_ms[slice_index, channels].astype(np.float32)),
         }
         if mask is not None:
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))

@@ -1,5 +1,6 @@
-"""LightningModules: loss, optimizer, scheduler and metrics around a plain network."""
+"""LightningModules: training and evaluation of networks and of the classical segmenters."""
 
+from cmrseg.modules.classical import ClassicalSegmentationModule, ClassicalSegmenter
 from cmrseg.modules.losses import ChannelTargetLoss, DiceCELoss, SoftDiceLoss
 from cmrseg.modules.segmentation import EchoFusion, SegmentationModule
 from cmrseg.modules.transfer import (
@@ -11,6 +12,8 @@ from cmrseg.modules.transfer import (
 
 __all__ = [
     "ChannelTargetLoss",
+    "ClassicalSegmentationModule",
+    "ClassicalSegmenter",
     "DiceCELoss",
     "EchoFusion",
     "SegmentationModule",

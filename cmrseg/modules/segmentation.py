@@ -294,7 +294,9 @@ class SegmentationModule(LightningModule):
         self, batch: dict[str, Any], metrics: MetricCollection, stage: str
     ) -> dict[str, torch.Tensor]:
         probs = self.segment_probabilities(batch["image"])
-        loss = functional.nll_loss(probs.clamp_min(1e-8).log(), batch["mask"])
+        # the configured loss of the evaluated (fused) probabilities: every loss here takes
+        # logits through a softmax, and softmax(log p) = p
+        loss = self.loss_fn(probs.clamp_min(1e-8).log(), batch["mask"])
         self.log(f"{stage}/loss", loss, batch_size=probs.shape[0], sync_dist=True)
         labels = self._labels(probs)
         target = torch.isin(

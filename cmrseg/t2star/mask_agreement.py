@@ -32,8 +32,9 @@ from cmrseg.t2star.quantify import (
     REGIONS,
     PixelFits,
     RegionResult,
+    SliceNoise,
     quantify_slice,
-    slice_noise_sigma,
+    slice_noise,
 )
 from cmrseg.t2star.status import Status
 
@@ -114,7 +115,8 @@ class ReferenceSlice:
         rv_insertion: ``(row, col)`` of the anterior RV insertion point, or ``None``.
         phase_encoding_axis: 0, 1 or -1 (unknown).
         pixel_spacing_mm: ``[2]`` (row, column) spacing in mm.
-        sigma: Noise SD per channel used for both fits (``None`` when the model needs none).
+        noise: The slice's noise model (:func:`~cmrseg.t2star.quantify.slice_noise`), used
+            for both fits.
         reference: The seven region results on the reference mask (:data:`REGIONS` order).
         true_ms: Mean true T2* (ms) of the seven reference regions; NaN without a true map.
         pixel_fits: The slice's pixel fits (``median_pixel``), reused and extended by the fits
@@ -128,7 +130,7 @@ class ReferenceSlice:
     rv_insertion: np.ndarray | None
     phase_encoding_axis: int
     pixel_spacing_mm: np.ndarray
-    sigma: float | None
+    noise: SliceNoise
     reference: tuple[RegionResult, ...]
     true_ms: tuple[float, ...]
     pixel_fits: PixelFits
@@ -204,7 +206,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
     images, labels = source.read("images", index), source.read("labels", index)
     rv_insertion = None if info.rv_insertion is None else info.rv_insertion[index]
     axis = -1 if info.phase_encoding_axis is None else int(info.phase_encoding_axis[index])
-    _, sigma = slice_noise_sigma(images, config)
+    noise = slice_noise(images, config, phase_encoding_axis=axis)
     pixel_fits = PixelFits(labels.shape)
     reference = quantify_slice(
         images,
@@ -214,7 +216,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
         config=config,
         phase_encoding_axis=axis,
         pixel_spacing_mm=info.pixel_spacing_mm[index],
-        sigma=sigma,
+        noise=noise,
         pixel_fits=pixel_fits,
     )
     true_ms = [math.nan] * len(REGIONS)
@@ -229,7 +231,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
         rv_insertion=rv_insertion,
         phase_encoding_axis=axis,
         pixel_spacing_mm=np.asarray(info.pixel_spacing_mm[index], dtype=float),
-        sigma=sigma,
+        noise=noise,
         reference=tuple(reference),
         true_ms=tuple(true_ms),
         pixel_fits=pixel_fits,
@@ -263,7 +265,7 @@ def agreement_rows(
         config=config,
         phase_encoding_axis=reference.phase_encoding_axis,
         pixel_spacing_mm=reference.pixel_spacing_mm,
-        sigma=reference.sigma,
+        noise=reference.noise,
         pixel_fits=reference.pixel_fits,
     )
     return [

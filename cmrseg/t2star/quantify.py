@@ -425,6 +425,7 @@ def quantify_slice(
     phase_encoding_axis: int = -1,
     pixel_spacing_mm: np.ndarray | tuple[float, float] | None = None,
     sigma: float | None = None,
+    noise: SliceNoise | None = None,
     pixel_fits: PixelFits | None = None,
 ) -> list[RegionResult]:
     """T2* of the global myocardium and of its six sectors in one slice.
@@ -444,7 +445,9 @@ def quantify_slice(
         pixel_spacing_mm: ``[2]`` (row, column) spacing in mm; converts
             ``region.core_erosion_mm`` to pixels (:func:`~cmrseg.t2star.core_erosion_px`).
             Needed when ``region.wall`` is ``core`` with an erosion above 0 mm.
-        sigma: Noise SD per channel; see :func:`slice_noise`.
+        sigma: Noise SD per channel; see :func:`slice_noise` (ignored when ``noise`` is given).
+        noise: The slice's noise model from :func:`slice_noise` (it depends on the images
+            only, so the masks of one slice can share it); ``None`` to work it out here.
         pixel_fits: Earlier pixel fits of this slice to reuse and extend (e.g. of its
             reference mask, when a predicted mask is quantified); ``None``: fits of this call.
 
@@ -468,7 +471,8 @@ def quantify_slice(
         return [RegionResult.without_value(name, 0, Status.EMPTY_MASK) for name in REGIONS]
     if config.region.wall == "core":
         wall = wall_core_mask(labels, erosion_px, phase_encoding_axis)
-    noise = slice_noise(images, config, sigma, phase_encoding_axis)
+    if noise is None:
+        noise = slice_noise(images, config, sigma, phase_encoding_axis)
     if pixel_fits is None:
         pixel_fits = PixelFits(labels.shape)
 
