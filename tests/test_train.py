@@ -189,3 +189,19 @@ def test_wandb_offline_run_resumes_with_its_folder(tmp_path: Path, monkeypatch) 
     second = wandb_logger(**_wandb_kwargs(tmp_path, "offline"))
     assert second is not None and second.experiment.id == run_id
     wandb.finish()
+
+
+class _ConstantLoss(torch.nn.Module):
+    """A loss that says which one was used: 42 plus a zero that keeps the graph."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * 0.0 + 42.0
+
+
+def test_validation_loss_is_the_configured_loss(make_cfg) -> None:
+    cfg = make_cfg(["debug=fdr"])
+    with open_dict(cfg):
+        cfg.model.loss = {"_target_": f"{__name__}._ConstantLoss"}
+    metric_dict, _ = train(cfg)
+    assert metric_dict["val/loss"] == pytest.approx(42.0)
+    assert metric_dict["test/loss"] == pytest.approx(42.0)

@@ -52,22 +52,24 @@ from cmrseg.classical.base import (
     labels_from_masks,
     require,
 )
-from cmrseg.classical.localize import EchoContrast, LVLocation, echo_contrast, locate_lv
+from cmrseg.classical.localize import (
+    EchoContrast,
+    LocalizationParams,
+    LVLocation,
+    locate,
+    require_all,
+)
 
 __all__ = ["GACParams", "segment"]
 
 
 @dataclass(frozen=True)
-class GACParams:
+class GACParams(LocalizationParams):
     """Parameters of :func:`segment` (values in ``conf/model/gac.yaml``).
 
+    The localisation ones are those of :class:`~cmrseg.classical.localize.LocalizationParams`.
+
     Attributes:
-        late_echo_te_ms: Echoes at or after this TE (ms) form the late image of the blood map.
-        smoothing_mm: Gaussian smoothing (SD, mm) of the blood map and the edge maps.
-        lv_radius_mm: (smallest, largest) blood-pool radius (mm) searched by the Hough transform.
-        center_prior_sd_mm: SD (mm) of the Gaussian prior on the LV's distance to the image centre.
-        hough_edge_threshold: Canny high threshold on the blood map (1 = first-echo 99.5th pct).
-        min_blood: Smallest mean blood map inside the located circle for it to count as an LV.
         endo_alpha: Steepness ``alpha`` of the endocardial stopping function
             ``1/sqrt(1 + alpha |grad|)`` on the blood map scaled to 1 in the blood pool.
         endo_init_fraction: Initial endocardial disk as a fraction of the Hough radius.
@@ -85,12 +87,6 @@ class GACParams:
         max_wall_mm: Thickest wall kept (mm).
     """
 
-    late_echo_te_ms: float
-    smoothing_mm: float
-    lv_radius_mm: tuple[float, float]
-    center_prior_sd_mm: float
-    hough_edge_threshold: float
-    min_blood: float
     endo_init_fraction: float
     endo_iterations: int
     endo_threshold: float
@@ -105,20 +101,9 @@ class GACParams:
     max_wall_mm: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lv_radius_mm", tuple(float(r) for r in self.lv_radius_mm))
-        lo, hi = self.lv_radius_mm
-        require(0 < lo < hi, "lv_radius_mm", f"must be (min, max) with 0 < min < max, got {lo, hi}")
-        positive = (
-            "late_echo_te_ms",
-            "smoothing_mm",
-            "center_prior_sd_mm",
-            "endo_alpha",
-            "epi_alpha",
-        )
-        for name in positive:
-            require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
-        for name in ("hough_edge_threshold", "min_blood", "epi_init_mm", "endo_blood_fraction"):
-            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        super().__post_init__()
+        require_all(self, ("endo_alpha", "epi_alpha"), positive=True)
+        require_all(self, ("epi_init_mm", "endo_blood_fraction"), positive=False)
         require(
             0 < self.endo_init_fraction <= 1,
             "endo_init_fraction",
@@ -158,14 +143,7 @@ def segment(
     if reason:
         return empty_result(shape, reason)
     mm = float(spacing.mean())  # mm per pixel (the contract's pixels are square or nearly so)
-    contrast = echo_contrast(images, te_ms, params.late_echo_te_ms, params.smoothing_mm / mm)
-    location = locate_lv(
-        contrast.blood,
-        (params.lv_radius_mm[0] / mm, params.lv_radius_mm[1] / mm),
-        params.center_prior_sd_mm / mm,
-        params.hough_edge_threshold,
-        params.min_blood,
-    )
+    contrast, location = locate(images, te_ms, mm, params)
     if location is None:
         return empty_result(shape, NO_LV_FOUND)
     window = _window(location, params.lv_radius_mm[1] / mm + params.max_wall_mm / mm, shape)

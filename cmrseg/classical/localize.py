@@ -12,6 +12,7 @@ LV with a circular Hough transform on the blood pool; the centre prior is theirs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,17 @@ from scipy import ndimage
 from skimage.feature import canny
 from skimage.transform import hough_circle, hough_circle_peaks
 
-__all__ = ["EchoContrast", "LVLocation", "echo_contrast", "locate_lv"]
+from cmrseg.classical.base import require
+
+__all__ = [
+    "EchoContrast",
+    "LVLocation",
+    "LocalizationParams",
+    "echo_contrast",
+    "locate",
+    "locate_lv",
+    "require_all",
+]
 
 #: Candidate circles scored beyond the Hough accumulator (peaks of the accumulator).
 _N_CANDIDATES = 10
@@ -63,6 +74,65 @@ class LVLocation:
         """Boolean ``[H, W]`` disk of ``fraction`` x the radius around the centre."""
         rows, cols = np.ogrid[: shape[0], : shape[1]]
         return np.hypot(rows - self.row, cols - self.col) <= fraction * self.radius
+
+
+@dataclass(frozen=True)
+class LocalizationParams:
+    """The parameters of the LV localisation that every classical method shares.
+
+    Attributes:
+        late_echo_te_ms: Echoes at or after this TE (ms) form the late image of the blood map.
+        smoothing_mm: Gaussian smoothing (SD, mm) of the blood map and the method's edge or wall
+            images.
+        lv_radius_mm: (smallest, largest) blood-pool radius (mm) searched by the Hough transform.
+        center_prior_sd_mm: SD (mm) of the Gaussian prior on the LV's distance to the image centre.
+        hough_edge_threshold: Canny high threshold on the blood map (1 = first-echo 99.5th pct).
+        min_blood: Smallest mean blood map inside the located circle for it to count as an LV.
+    """
+
+    late_echo_te_ms: float
+    smoothing_mm: float
+    lv_radius_mm: tuple[float, float]
+    center_prior_sd_mm: float
+    hough_edge_threshold: float
+    min_blood: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lv_radius_mm", tuple(float(r) for r in self.lv_radius_mm))
+        lo, hi = self.lv_radius_mm
+        require(0 < lo < hi, "lv_radius_mm", f"must be (min, max) with 0 < min < max, got {lo, hi}")
+        require_all(self, ("late_echo_te_ms", "smoothing_mm", "center_prior_sd_mm"), positive=True)
+        require_all(self, ("hough_edge_threshold", "min_blood"), positive=False)
+
+
+def require_all(params: object, names: Sequence[str], *, positive: bool) -> None:
+    """Check that each named parameter is > 0 (``positive``) or >= 0 (``ValueError`` names it)."""
+    for name in names:
+        value = getattr(params, name)
+        ok = value > 0 if positive else value >= 0
+        require(ok, name, f"must be {'>' if positive else '>='} 0, got {value}")
+
+
+def locate(
+    images: np.ndarray, te_ms: np.ndarray, mm: float, params: LocalizationParams
+) -> tuple[EchoContrast, LVLocation | None]:
+    """Blood map of a slice and the LV found on it (``None``: no LV), by ``params``.
+
+    Args:
+        images: ``[E, H, W]`` magnitude, at least two echoes, not all zero.
+        te_ms: ``[E]`` echo times in ms.
+        mm: Pixel size in mm.
+        params: The localisation parameters of a method.
+    """
+    contrast = echo_contrast(images, te_ms, params.late_echo_te_ms, params.smoothing_mm / mm)
+    location = locate_lv(
+        contrast.blood,
+        (params.lv_radius_mm[0] / mm, params.lv_radius_mm[1] / mm),
+        params.center_prior_sd_mm / mm,
+        params.hough_edge_threshold,
+        params.min_blood,
+    )
+    return contrast, location
 
 
 def echo_contrast(

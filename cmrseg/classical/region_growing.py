@@ -48,22 +48,18 @@ from cmrseg.classical.base import (
     labels_from_masks,
     require,
 )
-from cmrseg.classical.localize import LVLocation, echo_contrast, locate_lv
+from cmrseg.classical.localize import LocalizationParams, LVLocation, locate, require_all
 
 __all__ = ["RegionGrowingParams", "segment"]
 
 
 @dataclass(frozen=True)
-class RegionGrowingParams:
+class RegionGrowingParams(LocalizationParams):
     """Parameters of :func:`segment` (values in ``conf/model/region_growing.yaml``).
 
+    The localisation ones are those of :class:`~cmrseg.classical.localize.LocalizationParams`.
+
     Attributes:
-        late_echo_te_ms: Echoes at or after this TE (ms) form the late image of the blood map.
-        smoothing_mm: Gaussian smoothing (SD, mm) of the blood map and the wall image.
-        lv_radius_mm: (smallest, largest) blood-pool radius (mm) searched for the LV.
-        center_prior_sd_mm: SD (mm) of the Gaussian prior on the LV's distance to the image centre.
-        hough_edge_threshold: Canny high threshold on the blood map (1 = first-echo 99.5th pct).
-        min_blood: Smallest mean blood map inside the located circle for it to count as an LV.
         blood_seed_mm: Radius (mm) of the blood-pool seed disk at the LV centre.
         blood_tolerance: Relative intensity tolerance of the blood-pool growth.
         wall_te_ms: Echoes up to this TE (ms; at least the first) form the wall image.
@@ -77,12 +73,6 @@ class RegionGrowingParams:
         opening_mm: Radius (mm) of the opening disk (0: none).
     """
 
-    late_echo_te_ms: float
-    smoothing_mm: float
-    lv_radius_mm: tuple[float, float]
-    center_prior_sd_mm: float
-    hough_edge_threshold: float
-    min_blood: float
     blood_seed_mm: float
     blood_tolerance: float
     wall_te_ms: float
@@ -96,29 +86,13 @@ class RegionGrowingParams:
     opening_mm: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lv_radius_mm", tuple(float(r) for r in self.lv_radius_mm))
-        lo, hi = self.lv_radius_mm
-        require(0 < lo < hi, "lv_radius_mm", f"must be (min, max) with 0 < min < max, got {lo, hi}")
-        positive = (
-            "late_echo_te_ms",
-            "smoothing_mm",
-            "center_prior_sd_mm",
-            "blood_seed_mm",
-            "blood_tolerance",
-            "wall_te_ms",
-            "wall_tolerance",
+        super().__post_init__()
+        require_all(
+            self,
+            ("blood_seed_mm", "blood_tolerance", "wall_te_ms", "wall_tolerance"),
+            positive=True,
         )
-        for name in positive:
-            require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
-        non_negative = (
-            "hough_edge_threshold",
-            "min_blood",
-            "seed_offset_mm",
-            "closing_mm",
-            "opening_mm",
-        )
-        for name in non_negative:
-            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        require_all(self, ("seed_offset_mm", "closing_mm", "opening_mm"), positive=False)
         require(
             int(self.n_seeds) == self.n_seeds and self.n_seeds >= 1,
             "n_seeds",
@@ -161,14 +135,7 @@ def segment(
         return empty_result(shape, reason)
     mm = float(spacing.mean())  # mm per pixel (the contract's pixels are square or nearly so)
     sigma_px = params.smoothing_mm / mm
-    contrast = echo_contrast(images, te_ms, params.late_echo_te_ms, sigma_px)
-    location = locate_lv(
-        contrast.blood,
-        (params.lv_radius_mm[0] / mm, params.lv_radius_mm[1] / mm),
-        params.center_prior_sd_mm / mm,
-        params.hough_edge_threshold,
-        params.min_blood,
-    )
+    contrast, location = locate(images, te_ms, mm, params)
     if location is None:
         return empty_result(shape, NO_LV_FOUND)
     blood_pool = _grow_blood_pool(contrast.blood, location, params, mm)
