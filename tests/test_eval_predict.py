@@ -156,7 +156,9 @@ def test_eval_ddp_sim_matches_single_process(make_cfg, tiny_run: Path, tmp_path:
 
 def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
     unlabelled = tmp_path / "scans.h5"
-    write_echo_stack(unlabelled, ring_phantom(2, seed=7, labels=False))
+    scans = ring_phantom(2, seed=7, labels=False)
+    scans.field_strength_t = np.array([3.0, 3.0, np.nan, np.nan], np.float32)
+    write_echo_stack(unlabelled, scans)
     before = unlabelled.read_bytes()
     predict(_predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", unlabelled, tmp_path))
     out = read_echo_stack(tmp_path / "out" / "predictions.h5")
@@ -167,6 +169,11 @@ def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) ->
     csv_lines = (tmp_path / "out" / "t2star.csv").read_text().splitlines()
     assert csv_lines[0].startswith("subject_id,slice_index,slice_location,region,t2star_ms")
     assert len(csv_lines) == 1 + 4 * 7
+    for column in ("method", "noise_sigma", "qc", "qc_reasons"):  # contract section 2
+        assert column in csv_lines[0].split(",")
+    # the file's field strength reaches the grading: unknown is said per row
+    reasons = [line for line in csv_lines[1:] if "unknown_field" in line]
+    assert len(reasons) == 2 * 7
     np.testing.assert_array_equal(out.images, read_echo_stack(unlabelled).images)
     assert unlabelled.read_bytes() == before
 

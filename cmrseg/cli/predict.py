@@ -86,6 +86,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         rv_insertion=stack.rv_insertion,
         phase_encoding_axis=stack.phase_encoding_axis,
         pixel_spacing_mm=stack.pixel_spacing_mm,
+        field_strength_t=stack.field_strength_t,
         progress=False,
     )
     with atomic_dir(output_dir) as tmp:
