@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_config
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import open_dict
 
@@ -205,3 +206,18 @@ def test_validation_loss_is_the_configured_loss(make_cfg) -> None:
     metric_dict, _ = train(cfg)
     assert metric_dict["val/loss"] == pytest.approx(42.0)
     assert metric_dict["test/loss"] == pytest.approx(42.0)
+
+
+def test_logger_none_keeps_the_other_callbacks(make_cfg) -> None:
+    callbacks = compose_config("train.yaml").callbacks  # debug=fdr and shrink drop callbacks
+    cfg = make_cfg(["logger=none", "debug=fdr"])
+    with open_dict(cfg):
+        cfg.callbacks = callbacks
+        cfg.callbacks.pop("progress_bar")
+        cfg.callbacks.model_checkpoint.dirpath = str(Path(cfg.paths.output_dir) / "ckpt")
+        cfg.callbacks.t2star.output_dir = str(Path(cfg.paths.output_dir) / "t2star")
+    metric_dict, objects = train(cfg)
+    kinds = {type(c).__name__ for c in objects["callbacks"]}
+    assert "LearningRateMonitor" not in kinds
+    assert {"ModelCheckpoint", "T2StarCallback"} <= kinds
+    assert 0.0 <= metric_dict["test/jaccard"] <= 1.0

@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 from lightning import LightningDataModule, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.conf import HYDRA_CONFIG_PATH
@@ -64,6 +65,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), StoreRunConfig(cfg)]
     loggers = instantiate_loggers(cfg.get("logger"))
+    if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        # Lightning refuses a learning-rate monitor without a logger (e.g. logger=none)
+        log.info("No logger: the learning-rate monitor is left out")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
