@@ -73,6 +73,7 @@ def _module(echo_fusion: str) -> SegmentationModule:
         scheduler_interval="epoch",
         metrics=overlap_metrics(),
         echo_fusion=echo_fusion,
+        test_time_augmentation="none",
         keep_largest_component=True,
         init_from=None,
         init_patterns=["*"],
