@@ -138,11 +138,6 @@ class ClassicalSegmentationModule(LightningModule):
         self._pool: ProcessPoolExecutor | None = None
         self._timing = {"seconds": 0.0, "slices": 0, "empty": 0}
 
-    @property
-    def in_channels(self) -> int | None:
-        """Any number of echoes (the method uses every echo it is given)."""
-        return None
-
     def configure_optimizers(self) -> None:
         """Nothing to optimize: parameters are chosen by calibration."""
         return None
