@@ -25,6 +25,7 @@ import html
 import math
 import os
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ _GRADE_COLOURS = {
     "": "#d9d9d9",
 }
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_TEXT_WIDTH = 48  # characters per line of the figure's text panels
 
 
 @dataclass(frozen=True)
@@ -532,10 +534,10 @@ def _draw_decay(ax: Axes, panel: SlicePanel) -> None:
 def patient_figure(report: PatientReport) -> Figure:
     """The page's figure: the bull's-eye, then per slice echo 1 + contours, T2* map, decay."""
     n = len(report.slices)
-    fig = Figure(figsize=(11.0, 2.9 * n + 3.6), dpi=90)
-    grid = fig.add_gridspec(n + 1, 3, height_ratios=[3.6] + [2.9] * n, hspace=0.45, wspace=0.3)
-    fig.subplots_adjust(left=0.05, right=0.95, top=0.95, bottom=0.03)
-    fig.suptitle(f"{report.subject_id}: myocardial T2*", fontsize=12)
+    fig = Figure(figsize=(11.0, 2.9 * n + 3.8), dpi=90)
+    grid = fig.add_gridspec(n + 1, 3, height_ratios=[3.8] + [2.9] * n, hspace=0.45, wspace=0.45)
+    fig.subplots_adjust(left=0.04, right=0.96, top=1 - 0.5 / (2.9 * n + 3.8), bottom=0.03)
+    fig.suptitle(f"{report.subject_id}: myocardial T2*", fontsize=12, y=0.998)
     _draw_bullseye(fig.add_subplot(grid[0, 1]), report.bullseye)
     low, high = MAP_RANGE_MS
     for j, panel in enumerate(report.slices, start=1):
@@ -557,7 +559,61 @@ def patient_figure(report: PatientReport) -> Figure:
         ax.set_title(f"T2* map; global {panel.global_value.text} ms", fontsize=9)
         ax.axis("off")
         _draw_decay(fig.add_subplot(grid[j, 2]), panel)
+    _draw_text(fig.add_subplot(grid[0, 0]), _summary_lines(report))
+    _draw_text(fig.add_subplot(grid[0, 2]), _about_lines(report))
     return fig
+
+
+def _global_text(panel: SlicePanel) -> str:
+    """One slice's global result in words: T2*, CI, grade, iron and QC."""
+    value = panel.global_value
+    parts = [f"T2* {value.text} ms"]
+    if value.status == "ok":
+        parts[0] += f" (95% CI {_number(value.ci_low_ms)}-{_number(value.ci_high_ms)})"
+    elif value.status != "below_range":
+        parts.append(value.status)
+    if value.grade:
+        parts.append(value.grade)
+    if math.isfinite(value.iron_mg_per_g):
+        parts.append(f"iron {value.iron_mg_per_g:.2f} mg/g dw")
+    qc = f"QC {value.qc}"
+    if value.qc_reasons:
+        qc += ": " + ", ".join(value.qc_reasons)
+    return ", ".join(parts) + "; " + qc
+
+
+def _summary_lines(report: PatientReport) -> list[str]:
+    lines = ["Global myocardium per slice:"]
+    for panel in report.slices:
+        where = f"{panel.slice_location or 'slice'} ({panel.slice_index})"
+        lines += textwrap.wrap(
+            f"{where}: {_global_text(panel)}", _TEXT_WIDTH, subsequent_indent="   "
+        )
+    return [*lines, "", *textwrap.wrap(f"Grading: {report.grading}.", _TEXT_WIDTH)]
+
+
+def _about_lines(report: PatientReport) -> list[str]:
+    lines = [
+        *textwrap.wrap(f"Method: {report.method}.", _TEXT_WIDTH),
+        f"cmrseg {report.version}",
+        "",
+    ]
+    lines += [
+        "Iron [Fe] = 45.0 x T2*^-1.22 mg/g dry weight",
+        "(Carpenter et al., Circulation 2011), 1.5 T only.",
+        "Apical segments 14 and 16: lower T2* of",
+        "sectors 2/3 and 5/6 of the apical slice.",
+        f"T2* maps: {MAP_RANGE_MS[0]:g}-{MAP_RANGE_MS[1]:g} ms colour scale.",
+    ]
+    for note in report.notes:
+        lines += textwrap.wrap(f"Note: {note}", _TEXT_WIDTH)
+    return lines
+
+
+def _draw_text(ax: Axes, lines: Sequence[str]) -> None:
+    ax.axis("off")
+    ax.text(0.0, 1.0, "\n".join(lines), ha="left", va="top", fontsize=7, family="monospace",
+            transform=ax.transAxes)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- HTML
@@ -586,9 +642,8 @@ def _table(
 
 
 def _cutoff_text(bounds: Sequence[tuple[str, float]]) -> str:
-    return ", ".join(f"{grade} &ge; {low:g}" for grade, low in bounds if low > 0) + (
-        f", {bounds[-1][0]} below"
-    )
+    above = ", ".join(f"{grade} &ge; {low:g} ms" for grade, low in bounds if low > 0)
+    return f"{above}, {bounds[-1][0]} below"
 
 
 def patient_html(report: PatientReport, png: bytes) -> str:
@@ -642,7 +697,7 @@ def patient_html(report: PatientReport, png: bytes) -> str:
         decay_rows.append(
             [
                 str(panel.slice_index),
-                " ".join(f"{t:g}" for t in decay.te_ms),
+                " ".join(f"{t:.3g}" for t in decay.te_ms),
                 " ".join(f"{s:.4g}" for s in decay.mean_signal),
                 decay.model or "-",
                 _number(decay.noise_sigma, 4),
@@ -677,8 +732,9 @@ cmrseg {html.escape(report.version)}.</p>
 <ul>
 <li>T2* per region: the project's default estimate (column <code>method</code> of t2star.csv);
 95% CI of that estimate. A value &lt; X: T2* is shorter than these echo times can measure.</li>
-<li>Grades at 1.5 T: {_cutoff_text(GRADE_LOWER_BOUNDS_MS)} ms; at 3 T:
-{_cutoff_text(GRADE_LOWER_BOUNDS_3T_MS)} ms (sources in the cmrseg README).</li>
+<li>Grades at 1.5 T: {_cutoff_text(GRADE_LOWER_BOUNDS_MS)}; at 3 T:
+{_cutoff_text(GRADE_LOWER_BOUNDS_3T_MS)} (sources in the cmrseg README). Grades use the
+unrounded T2* (19.97 ms shows as 20.0 and is mild).</li>
 <li>Iron: myocardial iron concentration [Fe] = 45.0 &times; (T2*)<sup>-1.22</sup> mg/g dry
 weight, T2* in ms at 1.5 T (Carpenter et al., Circulation 2011;123:1519-1528).</li>
 <li>AHA segments 1-12: the six 60-degree sectors of the basal and mid slices. Apical segments
