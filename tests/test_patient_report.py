@@ -334,3 +334,33 @@ def test_predict_writes_a_report_without_identifiers(
             assert row["subject_id"] == subject
             assert cells[6] == row["status"] and cells[7] == row["qc"]
             assert cells[2] == (f"{float(row['t2star_ms']):.1f}" if row["t2star_ms"] else "-")
+
+
+def test_apex_pair_with_a_bound_or_without_a_value(predicted, config) -> None:
+    """A below_range sector ranks below any value; a sector without one never wins."""
+    _, stack, rows = predicted
+    edited = [dict(r) for r in rows]
+    sector2, sector5 = _row(edited, 2, "sector2"), _row(edited, 2, "sector5")
+    sector2.update(status="below_range", t2star_ms="", t2star_ci_high_ms="1.49", grade="severe")
+    sector5.update(status="fit_failed", t2star_ms="", grade="")
+    report = patient_report(stack, edited, "S001", config, method=METHOD, version=__version__)
+    segments = {s.segment: s for s in report.bullseye}
+    assert segments[14].source == "sector2"
+    assert (segments[14].text, segments[14].grade) == ("< 1.5", "severe")
+    assert segments[14].value.iron_text == f"> {45.0 * 1.49**-1.22:.2f}"
+    assert segments[16].source == "sector6"
+    assert segments[16].value.t2star_ms == float(_row(rows, 2, "sector6")["t2star_ms"])
+
+
+def test_pages_of_ids_that_are_no_plain_file_name(predicted, config, tmp_path: Path) -> None:
+    _, stack, rows = predicted
+    new_ids = {"S001": "a/b", "S002": "index", "S003": "S1"}
+    renamed = EchoStack(**{**vars(stack), "subject_id": [new_ids[s] for s in stack.subject_id]})
+    edited = [{**r, "subject_id": new_ids[r["subject_id"]]} for r in rows]
+    pages = write_patient_reports(
+        tmp_path / "report", renamed, edited, config, method=METHOD, version=__version__
+    )
+    assert [p.name for p in pages] == ["a_b-1.html", "index-2.html", "S1.html", "index.html"]
+    index = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert '<a href="a_b-1.html">a/b</a>' in index
+    assert "<h1>a/b: myocardial T2*</h1>" in pages[0].read_text(encoding="utf-8")

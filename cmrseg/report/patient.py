@@ -104,7 +104,7 @@ _GRADE_COLOURS = {
     "severe": "#e41a1c",
     "": "#d9d9d9",
 }
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TEXT_WIDTH = 48  # characters per line of the figure's text panels
 
 
@@ -125,6 +125,7 @@ class RegionValue:
         iron_mg_per_g: Myocardial iron (mg/g dry weight) from ``t2star_ms`` by Carpenter et al.
             2011; NaN without a value or when the scan is not graded at 1.5 T.
         text: The T2* as printed: ``23.4``, ``< 2.5`` (below the measurable range) or ``-``.
+        iron_text: The iron as printed: ``1.16``, ``> 29.5`` (T2* below the range) or ``-``.
     """
 
     region: str
@@ -138,6 +139,7 @@ class RegionValue:
     n_pixels: int
     iron_mg_per_g: float
     text: str
+    iron_text: str
 
     @property
     def rank_ms(self) -> float:
@@ -266,13 +268,14 @@ def _float(text: str) -> float:
 def _region_value(row: Mapping[str, str], iron_ok: bool) -> RegionValue:
     t2star, ci_high = _float(row["t2star_ms"]), _float(row["t2star_ci_high_ms"])
     status = row["status"]
+    iron = float(myocardial_iron_mg_per_g(t2star)) if iron_ok else math.nan
+    text, iron_text = "-", "-"
     if status == "ok":
         text = f"{t2star:.1f}"
+        iron_text = f"{iron:.2f}" if iron_ok else "-"
     elif status == "below_range" and math.isfinite(ci_high):
         text = f"< {ci_high:.1f}"
-    else:
-        text = "-"
-    iron = float(myocardial_iron_mg_per_g(t2star)) if iron_ok else math.nan
+        iron_text = f"> {myocardial_iron_mg_per_g(ci_high):.2f}" if iron_ok else "-"
     reasons = tuple(r for r in row["qc_reasons"].split(";") if r)
     return RegionValue(
         region=row["region"],
@@ -286,6 +289,7 @@ def _region_value(row: Mapping[str, str], iron_ok: bool) -> RegionValue:
         n_pixels=int(row["n_pixels"]),
         iron_mg_per_g=iron,
         text=text,
+        iron_text=iron_text,
     )
 
 
@@ -574,8 +578,8 @@ def _global_text(panel: SlicePanel) -> str:
         parts.append(value.status)
     if value.grade:
         parts.append(value.grade)
-    if math.isfinite(value.iron_mg_per_g):
-        parts.append(f"iron {value.iron_mg_per_g:.2f} mg/g dw")
+    if value.iron_text != "-":
+        parts.append(f"iron {value.iron_text} mg/g dw")
     qc = f"QC {value.qc}"
     if value.qc_reasons:
         qc += ": " + ", ".join(value.qc_reasons)
@@ -656,7 +660,6 @@ def patient_html(report: PatientReport, png: bytes) -> str:
             if value.status == "ok"
             else "-"
         )
-        iron = _number(value.iron_mg_per_g, 2) if value.status == "ok" else "-"
         slices.append(
             [
                 str(panel.slice_index),
@@ -664,7 +667,7 @@ def patient_html(report: PatientReport, png: bytes) -> str:
                 value.text,
                 ci,
                 value.grade or "-",
-                iron,
+                value.iron_text,
                 value.status,
                 value.qc,
                 "; ".join(value.qc_reasons) or "-",
@@ -749,12 +752,30 @@ dashed line is the mean magnitude of pure noise.</li>
 """
 
 
-def _index_html(reports: Sequence[PatientReport], version: str) -> str:
+def _page_stems(subjects: Sequence[str]) -> dict[str, str]:
+    """File name stem per subject (``index`` is the index page's).
+
+    The id itself when it is a plain, unused file name; else the id's plain characters and the
+    subject's position.
+    """
+    stems: dict[str, str] = {}
+    used = {"index"}
+    for k, subject in enumerate(subjects, start=1):
+        stem = subject
+        if not _SAFE_NAME.match(subject) or subject.lower() in used:
+            stem = f"{re.sub(r'[^A-Za-z0-9_-]+', '_', subject).strip('_') or 'subject'}-{k}"
+        used.add(stem.lower())
+        stems[subject] = stem
+    return stems
+
+
+def _index_html(reports: Sequence[PatientReport], stems: Mapping[str, str], version: str) -> str:
     rows = []
+    n_columns = max((len(report.slices) for report in reports), default=1)
     for report in reports:
         name = html.escape(report.subject_id)
         cells = [
-            f'<a href="{name}.html">{name}</a>',
+            f'<a href="{html.escape(stems[report.subject_id])}.html">{name}</a>',
             *(
                 html.escape(f"{p.slice_location or p.slice_index}: {p.global_value.text}"
                             f" {p.global_value.grade}".strip())
@@ -766,7 +787,7 @@ def _index_html(reports: Sequence[PatientReport], version: str) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>myocardial T2* reports</title>
 <style>{_STYLE}</style></head><body>
 <h1>Myocardial T2* reports (cmrseg {html.escape(version)})</h1>
-<table><tr><th>subject</th><th colspan="3">global T2* (ms) and grade per slice</th></tr>
+<table><tr><th>subject</th><th colspan="{n_columns}">global T2* (ms) and grade per slice</th></tr>
 {"".join(rows)}
 </table></body></html>
 """
@@ -793,23 +814,20 @@ def write_patient_reports(
         version: cmrseg version.
 
     Returns:
-        The HTML pages written, ``index.html`` last.
-
-    Raises:
-        ValueError: A subject id that is not a plain file name.
+        The HTML pages written, ``index.html`` last. A page is named after its subject id; an
+        id that is no plain file name (or is ``index``) gets its plain characters and its
+        position in the file, e.g. ``a_b-3.html``.
     """
     subjects = list(dict.fromkeys(stack.subject_id))
-    for subject in subjects:
-        if not _SAFE_NAME.match(subject):
-            raise ValueError(f"subject id {subject!r} is not a plain file name")
+    stems = _page_stems(subjects)
     final = Path(folder)
     reports = []
     with atomic_dir(final) as tmp:
         for subject in subjects:
             report = patient_report(stack, rows, subject, config, method=method, version=version)
             png = figure_png(patient_figure(report))
-            (tmp / f"{subject}.png").write_bytes(png)
-            (tmp / f"{subject}.html").write_text(patient_html(report, png), encoding="utf-8")
+            (tmp / f"{stems[subject]}.png").write_bytes(png)
+            (tmp / f"{stems[subject]}.html").write_text(patient_html(report, png), encoding="utf-8")
             reports.append(report)
-        (tmp / "index.html").write_text(_index_html(reports, version), encoding="utf-8")
-    return [final / f"{s}.html" for s in subjects] + [final / "index.html"]
+        (tmp / "index.html").write_text(_index_html(reports, stems, version), encoding="utf-8")
+    return [final / f"{stems[s]}.html" for s in subjects] + [final / "index.html"]
