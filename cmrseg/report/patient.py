@@ -395,12 +395,18 @@ def patient_report(
         method: What made the masks and values, e.g. ``unet (last.ckpt); median_pixel/core``.
         version: cmrseg version.
 
+    Returns:
+        The page's content; the grading and iron follow the field of the subject's first slice.
+
     Raises:
-        ValueError: The stack has no predictions, or the rows miss a slice of the subject.
+        ValueError: The stack has no predictions or no slice of ``subject_id``, or the rows
+            miss a slice of it.
     """
     if stack.labels_pred is None or stack.t2star_map_ms is None:
         raise ValueError("the stack needs labels_pred and t2star_map_ms (cmrseg-predict output)")
     indices = [i for i, s in enumerate(stack.subject_id) if s == subject_id]
+    if not indices:
+        raise ValueError(f"the stack has no slice of subject {subject_id!r}")
     fields = (
         np.full(stack.n_slices, np.nan)
         if stack.field_strength_t is None
