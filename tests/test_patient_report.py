@@ -364,3 +364,21 @@ def test_pages_of_ids_that_are_no_plain_file_name(predicted, config, tmp_path: P
     index = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert '<a href="a_b-1.html">a/b</a>' in index
     assert "<h1>a/b: myocardial T2*</h1>" in pages[0].read_text(encoding="utf-8")
+
+
+def test_predict_leaves_nothing_when_the_report_fails(
+    make_cfg, tiny_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import cmrseg.cli.predict as predict_cli
+
+    scans = tmp_path / "scans.h5"
+    write_echo_stack(scans, ring_phantom(1, seed=7, labels=False))
+
+    def fail(folder, *args, **kwargs) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(predict_cli, "write_patient_reports", fail)
+    with pytest.raises(OSError, match="disk full"):
+        predict(_predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", scans, tmp_path))
+    assert not (tmp_path / "out").exists()  # neither predictions.h5 nor t2star.csv
+    assert {p.name for p in tmp_path.iterdir()} <= {"run", "scans.h5"}
