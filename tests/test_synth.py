@@ -190,6 +190,57 @@ def test_fat_water_voxels_oscillate():
     np.testing.assert_allclose(water, 100 * np.exp(-te / 30.0), rtol=1e-6)
 
 
+# --------------------------------------------------------------------------- field strength
+
+
+def test_3t_relaxation_follows_the_published_lines():
+    """Storey et al., JMRI 2007: heart R2*(3T) = 1.88 R2*(1.5T) - 15 /s, liver 2.00 and -11 /s."""
+    at_3t = load_synth_config("clinical", {"field_strength_t": 3.0})
+    at_15 = load_synth_config("clinical")
+    assert float(at_15.t2star_at_field("myocardium", 37.0)) == 37.0
+    heart = at_3t.t2star_at_field("myocardium", np.array([37.0, 20.0, 10.0, 5.0, 2.1]))
+    np.testing.assert_allclose(1000 / heart, 1.88 * 1000 / np.array([37, 20, 10, 5, 2.1]) - 15)
+    assert float(heart[0]) == pytest.approx(27.9, abs=0.05)
+    assert float(heart[3]) == pytest.approx(2.77, abs=0.01)
+    liver = float(at_3t.t2star_at_field("liver", 25.0))
+    assert 1000 / liver == pytest.approx(2.0 * 40 - 11)
+    muscle = float(at_3t.t2star_at_field("skeletal_muscle", 28.0))
+    assert muscle == pytest.approx(28.0 / 1.28)
+    # the heart line would lengthen a long T2* (R2* below 17 /s): never longer than at 1.5 T
+    assert float(at_3t.t2star_at_field("myocardium", 150.0)) == pytest.approx(150.0)
+
+
+def test_3t_phantom_truth_signal_and_file(cohort, tmp_path):
+    cfg = load_synth_config("ideal", {"field_strength_t": 3.0})
+    stack = synthesize_cohort(cfg, cohort, seed=2, n_subjects=1)
+    assert stack.field_strength_t.tolist() == [3.0] * 3
+    plan = cohort.plan(2, 1)[0]
+    expected = float(cfg.t2star_at_field("myocardium", plan.myocardium_t2star_ms))
+    assert expected < 0.8 * plan.myocardium_t2star_ms
+    te = stack.te_ms[0]
+    for images, labels, truth in zip(stack.images, stack.labels, stack.t2star_ms, strict=True):
+        assert truth[labels == 2].mean() == pytest.approx(expected, rel=1e-4)
+        core = ndimage.binary_erosion(labels == 2, iterations=2)
+        np.testing.assert_allclose(_fit_t2star_ms(te, images[:, core]), truth[core], rtol=2e-4)
+    # same anatomy and labels as at 1.5 T: only the physics changes
+    at_15 = synthesize_cohort(load_synth_config("ideal"), cohort, seed=2, n_subjects=1)
+    np.testing.assert_array_equal(stack.labels, at_15.labels)
+    muscle = TISSUES.index("skeletal_muscle")
+    tissue = synthesize_subject(cfg, cohort.plan(2, 1)[0])[0].tissue
+    ratio = stack.t2star_ms[0][tissue == muscle] / at_15.t2star_ms[0][tissue == muscle]
+    np.testing.assert_allclose(ratio, 1 / 1.28, rtol=1e-5)
+
+
+def test_fat_shift_doubles_at_3t():
+    cfg = load_synth_config("clinical", {"field_strength_t": 3.0})
+    assert -3.40 * GYROMAGNETIC_MHZ_PER_T * cfg.field_strength_t == pytest.approx(-434.1, abs=0.5)
+    # one full cycle of the main peak takes 2.3 ms at 3 T, 4.6 ms at 1.5 T
+    te = np.array([0.0, 1000 / 434.2, 1000 / 217.1])
+    main_peak = type(cfg.fat_spectrum)(ppm=[-3.4], relative_amplitude=[1.0])
+    np.testing.assert_allclose(fat_phasors(main_peak, 3.0, te)[:2].real, [1, 1], atol=1e-3)
+    np.testing.assert_allclose(fat_phasors(main_peak, 1.5, te)[[0, 2]].real, [1, 1], atol=1e-3)
+
+
 # --------------------------------------------------------------------------- contract
 
 
@@ -321,12 +372,24 @@ def test_cli_writes_a_valid_file(tmp_path):
     assert "field strength  {'1.5 T': 3}" in summary and "slices          3 of 8 echoes" in summary
 
 
+def test_cli_field_strength_3t(tmp_path):
+    out = tmp_path / "phantom_3t.h5"
+    args = [str(out), "--subjects", "1", "--preset", "clean", "--field-strength", "3.0"]
+    assert main([*args, "--no-progress"]) == 0
+    stack = read_echo_stack(out)
+    assert stack.field_strength_t.tolist() == [3.0] * 3
+    cfg = load_synth_config("clean", {"field_strength_t": 3.0})
+    expected = float(cfg.t2star_at_field("myocardium", PAPER_T2STAR_MS[0]))
+    assert stack.t2star_ms[0][stack.labels[0] == 2].mean() == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["--subjects", "99"],
         ["--preset", "nope"],
         ["--cohort", "missing.yaml"],
+        ["--field-strength", "7.0"],
     ],
 )
 def test_cli_refuses_bad_input(tmp_path, capsys, args):

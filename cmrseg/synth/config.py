@@ -24,6 +24,7 @@ import numpy as np
 from cmrseg.conf import CONF_DIR, ConfigError, load_structured
 
 __all__ = [
+    "FIELD_STRENGTHS_T",
     "SAMPLING_MODES",
     "SLICE_LOCATIONS",
     "TISSUES",
@@ -37,6 +38,8 @@ __all__ = [
     "LiverModel",
     "Normal",
     "NormalVector",
+    "R2StarLine",
+    "Relaxation3T",
     "SliceScales",
     "SubjectPlan",
     "SynthConfig",
@@ -49,6 +52,7 @@ __all__ = [
 
 SLICE_LOCATIONS: tuple[str, ...] = ("base", "mid", "apex")
 SAMPLING_MODES: tuple[str, ...] = ("kspace", "area_mean")
+FIELD_STRENGTHS_T: tuple[float, ...] = (1.5, 3.0)
 TISSUES: tuple[str, ...] = (
     "air",
     "lung",
@@ -149,6 +153,33 @@ class TissueProperties:
 
 
 @dataclass
+class R2StarLine:
+    """A published line ``R2*(3 T) = slope * R2*(1.5 T) + intercept_per_s`` (R2* = 1/T2*)."""
+
+    slope: float
+    intercept_per_s: float
+
+    def t2star_3t_ms(self, t2star_15_ms: np.ndarray | float) -> np.ndarray:
+        """T2* at 3 T (ms) of a tissue with ``t2star_15_ms`` at 1.5 T, never longer than it."""
+        r2_15 = 1000.0 / np.asarray(t2star_15_ms, np.float64)
+        r2_3 = np.maximum(self.slope * r2_15 + self.intercept_per_s, r2_15)
+        return 1000.0 / r2_3
+
+
+@dataclass
+class Relaxation3T:
+    """How 1.5 T T2* values become 3 T ones: myocardium, liver, every other tissue."""
+
+    myocardium: R2StarLine
+    liver: R2StarLine
+    other: R2StarLine
+
+    def line(self, tissue: str) -> R2StarLine:
+        """The line of one tissue of :data:`TISSUES`."""
+        return {"myocardium": self.myocardium, "liver": self.liver}.get(tissue, self.other)
+
+
+@dataclass
 class SliceScales:
     """Scale factors of one slice location relative to the base."""
 
@@ -208,15 +239,35 @@ class AcquisitionConfig:
 
 @dataclass
 class SynthConfig:
-    """The whole phantom configuration (defaults merged with a preset and overrides)."""
+    """The whole phantom configuration (defaults merged with a preset and overrides).
+
+    Tissue and cohort T2* values are at 1.5 T; at ``field_strength_t`` 3.0 they are converted
+    by :meth:`t2star_at_field` (``relaxation_3t``).
+    """
 
     field_strength_t: float
     grid: GridConfig
     echoes: EchoConfig
     fat_spectrum: FatSpectrum
     tissues: dict[str, TissueProperties]
+    relaxation_3t: Relaxation3T
     anatomy: AnatomyConfig
     acquisition: AcquisitionConfig
+
+    def t2star_at_field(self, tissue: str, t2star_15_ms: np.ndarray | float) -> np.ndarray:
+        """T2* (ms) of ``tissue`` at ``field_strength_t`` from its value at 1.5 T.
+
+        Args:
+            tissue: A name of :data:`TISSUES`.
+            t2star_15_ms: T2* at 1.5 T, ms, any shape.
+
+        Returns:
+            float64 array of the same shape: unchanged at 1.5 T; at 3 T by the published
+            R2* line of the tissue (``relaxation_3t``; Storey et al., JMRI 2007).
+        """
+        if self.field_strength_t == 1.5:
+            return np.asarray(t2star_15_ms, np.float64)
+        return self.relaxation_3t.line(tissue).t2star_3t_ms(t2star_15_ms)
 
 
 # --------------------------------------------------------------------------- cohort dataclasses
@@ -342,6 +393,14 @@ def _validate(cfg: SynthConfig, where: str) -> None:
             raise SynthConfigError(f"{where}: {key}: {problem}")
 
     need(len(cfg.grid.shape) == 2, "grid.shape", "must be [rows, columns]")
+    need(
+        cfg.field_strength_t in FIELD_STRENGTHS_T,
+        "field_strength_t",
+        f"must be one of {FIELD_STRENGTHS_T} (tesla; relaxation is published for these)",
+    )
+    for name in ("myocardium", "liver", "other"):
+        line = getattr(cfg.relaxation_3t, name)
+        need(line.slope >= 1, f"relaxation_3t.{name}", "slope must be >= 1")
     rows, cols = cfg.grid.shape
     need(rows > 0 and cols > 0, "grid.shape", "must be positive")
     need(cfg.grid.pixel_spacing_mm > 0, "grid.pixel_spacing_mm", "must be > 0")

@@ -8,7 +8,8 @@ around trabeculations and papillary muscles (which are therefore blood pool). ``
 the T2* of the tissue covering most of each pixel (NaN in air and lung) and, in the labelled
 myocardium, the true myocardial T2* at the pixel centre. The regional myocardial variation is
 normalized so that the mean of ``t2star_ms`` over the labelled myocardium of every slice equals
-the subject's cohort value.
+the subject's cohort value (given at 1.5 T; at 3 T converted by the config's published R2* lines,
+:meth:`~cmrseg.synth.config.SynthConfig.t2star_at_field`).
 """
 
 from __future__ import annotations
@@ -89,11 +90,20 @@ def _majority_tissue(fine: np.ndarray, center: np.ndarray, o: int) -> np.ndarray
 def _tissue_tables(
     cfg: SynthConfig, t2_myo_ms: float, t2_liver_ms: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-tissue S0, fat fraction and T2* (ms; NaN where no signal), each ``[K]``."""
+    """Per-tissue S0, fat fraction and T2* at the config's field (ms; NaN: no signal), ``[K]``.
+
+    ``t2_myo_ms`` and ``t2_liver_ms`` are already at the config's field.
+    """
     props = [cfg.tissues[name] for name in TISSUES]
     s0 = np.array([p.s0 for p in props], np.float32)
     ff = np.array([p.fat_fraction for p in props], np.float32)
-    t2 = np.array([np.nan if p.t2star_ms is None else p.t2star_ms for p in props], np.float32)
+    t2 = np.array(
+        [
+            np.nan if p.t2star_ms is None else float(cfg.t2star_at_field(name, p.t2star_ms))
+            for name, p in zip(TISSUES, props, strict=True)
+        ],
+        np.float32,
+    )
     t2[_MYO], t2[_LIVER] = t2_myo_ms, t2_liver_ms
     return s0, ff, t2
 
@@ -114,10 +124,13 @@ def _synthesize_slice(
     labels = np.where(endo, BLOOD_POOL, np.where(epi, MYOCARDIUM, BACKGROUND)).astype(np.uint8)
     if not (labels == MYOCARDIUM).any():
         raise RuntimeError(f"{plan.subject_id} {anatomy.location}: empty myocardium")
-    # normalize the regional variation so the labelled myocardium averages to the cohort value
-    t2_scale = plan.myocardium_t2star_ms / float(center.t2star_factor[labels == MYOCARDIUM].mean())
+    # the cohort's values are at 1.5 T; normalize the regional variation so that the labelled
+    # myocardium averages to the cohort value at the config's field
+    t2_myo = float(cfg.t2star_at_field("myocardium", plan.myocardium_t2star_ms))
+    t2_liver = float(cfg.t2star_at_field("liver", plan.liver_t2star_ms))
+    t2_scale = t2_myo / float(center.t2star_factor[labels == MYOCARDIUM].mean())
 
-    s0, ff, t2 = _tissue_tables(cfg, plan.myocardium_t2star_ms, plan.liver_t2star_ms)
+    s0, ff, t2 = _tissue_tables(cfg, t2_myo, t2_liver)
     tissue = _majority_tissue(fine.tissue, center.tissue, o)
     truth = t2[tissue]
     myo_field = (t2_scale * center.t2star_factor).astype(np.float32)
@@ -147,9 +160,8 @@ def _synthesize_slice(
     sigma = None
     if acq.snr is not None:
         rss = np.sqrt((np.abs(coils.sensitivities(y_d, x_d)) ** 2).sum(axis=0))
-        reference = cfg.tissues["myocardium"].s0 * math.exp(
-            -float(te_ms[0]) / acq.snr_reference_t2star_ms
-        )
+        reference_t2star_ms = float(cfg.t2star_at_field("myocardium", acq.snr_reference_t2star_ms))
+        reference = cfg.tissues["myocardium"].s0 * math.exp(-float(te_ms[0]) / reference_t2star_ms)
         sigma = reference * float(rss[labels == MYOCARDIUM].mean()) / acq.snr
     sens = coils.sensitivities(y_f, x_f)
     images = acquire(obj, sens, cfg.grid, acq, sigma, plan.rng, workers=workers)
