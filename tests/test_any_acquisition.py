@@ -201,3 +201,40 @@ def test_dataset_reads_stored_echoes_when_times_match(tmp_path: Path) -> None:
         EchoStackDataset(
             EchoStackFile(one, inspect_echo_stack(one)), [0], echoes=None, te_ms=[3.0], **kwargs
         )
+
+
+class ThreeEchoNet(nn.Module):
+    """A network that takes three echoes as channels (weights irrelevant here)."""
+
+    in_channels = 3
+    myocardium_classes = (2,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.conv(images)
+
+
+def test_old_channels_checkpoint_refuses_another_echo_count(
+    make_cfg, tiny_run: Path, tmp_path: Path, capsys
+) -> None:
+    """Without stored echo times a 3-channel model cannot map a 4-echo file: one line, exit 2."""
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    stored = ckpt[RUN_CONFIG_KEY]
+    del stored["acquisition"]
+    stored["model"]["net"] = {"_target_": f"{__name__}.ThreeEchoNet"}
+    stored["data"] |= {"input_mode": "echoes_as_channels", "echoes": None}
+    ckpt["state_dict"] = {f"net.{k}": v for k, v in ThreeEchoNet().state_dict().items()}
+    old = tmp_path / "old_channels.ckpt"
+    torch.save(ckpt, old)
+    scans = tmp_path / "four.h5"
+    write_echo_stack(scans, ring_phantom(1, seed=3, labels=False))
+    with pytest.raises(SystemExit) as exc:
+        predict(_predict_cfg(make_cfg, old, scans, tmp_path))
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"cmrseg-predict: error: {scans}: the model takes 3 echoes as channels (echo times not "
+        "stored in its checkpoint), the file gives 4"
+    )
