@@ -1,8 +1,9 @@
 """``cmrseg-synth OUT.h5``: write a synthetic multi-echo GRE phantom cohort (echo-stack format).
 
 The phantom's physics and anatomy come from ``conf/synth/defaults.yaml`` merged with a preset
-(``--preset``: ``clean``, ``clinical``, ``hard``, ``ideal`` or a YAML path); the subjects and
-their true myocardial T2* from a cohort (``--cohort``: ``paper`` or a YAML path).
+(``--preset``: ``clean``, ``clinical``, ``hard``, ``ideal``, ``randomized`` or a YAML path);
+the subjects and their true myocardial T2* from a cohort (``--cohort``: ``paper`` or a YAML
+path). ``--field-strength 3.0`` synthesizes at 3 T.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (0)")
     parser.add_argument(
-        "--preset", default="clinical", help="clean, clinical (default), hard, ideal or a YAML path"
+        "--preset",
+        default="clinical",
+        help="clean, clinical (default), hard, ideal, randomized or a YAML path",
     )
     parser.add_argument("--cohort", default="paper", help="paper (default) or a YAML path")
     parser.add_argument(
