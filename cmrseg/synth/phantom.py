@@ -5,8 +5,9 @@ turned into complex multi-echo images and acquired (:mod:`cmrseg.synth.acquisiti
 ground truth is traced on the display grid: a pixel is inside a contour when more than half of
 its area is (ties: when its centre is), like a reader drawing the endo- and epicardial contours
 around trabeculations and papillary muscles (which are therefore blood pool). ``t2star_ms`` is
-the T2* of the tissue covering most of each pixel (NaN in air and lung) and, in the labelled
-myocardium, the true myocardial T2* at the pixel centre. The regional myocardial variation is
+the T2* of the tissue covering most of each pixel (NaN where no signal: air, and lung unless a
+randomized subject gives it signal) and, in the labelled myocardium, the true myocardial T2* at
+the pixel centre. The regional myocardial variation is
 normalized so that the mean of ``t2star_ms`` over the labelled myocardium of every slice equals
 the subject's cohort value (given at 1.5 T; at 3 T converted by the config's published R2* lines,
 :meth:`~cmrseg.synth.config.SynthConfig.t2star_at_field`).
