@@ -415,6 +415,28 @@ def randomized(cohort):
     return synthesize_cohort(load_synth_config("randomized"), cohort, seed=3, n_subjects=3)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"field_strength_t": 7.0}, r"field_strength_t: must be one of \(1\.5, 3\.0\)"),
+        ({"randomize": {"n_echoes": [1, 12]}}, r"randomize\.n_echoes: min must be >= 2"),
+        (
+            {"randomize": {"snr": {"low": 0.0, "high": 10.0, "log": True}}},
+            r"randomize\.snr: log needs low > 0",
+        ),
+        ({"randomize": {"field_strength_t": [1.5, 7.0]}}, r"randomize\.field_strength_t"),
+        (
+            {"randomize": {"organ_probability": {"heart": 0.5}}},
+            r"randomize\.organ_probability: must list exactly",
+        ),
+        ({"randomize": {"flip_probability": 1.5}}, r"randomize\.flip_probability: probability"),
+    ],
+)
+def test_randomized_config_is_checked_by_key(overrides, message):
+    with pytest.raises(SynthConfigError, match=message):
+        load_synth_config("randomized", overrides)
+
+
 def test_randomized_draws_cover_the_ranges(cohort):
     from cmrseg.synth.config import ORGANS_THAT_MAY_BE_ABSENT
     from cmrseg.synth.randomize import randomize_file, randomize_subject

@@ -563,9 +563,9 @@ def _validate_randomize(r: RandomizeConfig, need: Any) -> None:
     for key, value in probabilities.items():
         need(0 <= value <= 1, f"randomize.{key}", "probability in [0, 1]")
     need(
-        set(r.organ_probability) <= set(ORGANS_THAT_MAY_BE_ABSENT),
+        set(r.organ_probability) == set(ORGANS_THAT_MAY_BE_ABSENT),
         "randomize.organ_probability",
-        f"keys among {list(ORGANS_THAT_MAY_BE_ABSENT)}",
+        f"must list exactly {list(ORGANS_THAT_MAY_BE_ABSENT)}",
     )
 
 

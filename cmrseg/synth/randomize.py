@@ -33,7 +33,7 @@ from cmrseg.synth.config import (
 __all__ = ["IDENTITY", "SubjectVariation", "randomize_file", "randomize_subject"]
 
 _FILE_STREAM = 0x5EED_F11E  # second entropy word of the per-file stream (subjects use spawn keys)
-_FIXED_T2STAR = ("air", "lung", "myocardium", "liver")  # no tissue-table T2* to scale
+_PER_SUBJECT_T2STAR = ("myocardium", "liver")  # T2* from the cohort, not the tissue table
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def randomize_subject(
         if name in ("air", "lung"):
             tissues[name] = props
             continue
-        t2 = props.t2star_ms if name in _FIXED_T2STAR else props.t2star_ms * t2_scale
+        t2 = props.t2star_ms if name in _PER_SUBJECT_T2STAR else props.t2star_ms * t2_scale
         tissues[name] = TissueProperties(props.s0 * s0_scale, t2, props.fat_fraction)
         if name == "liver":
             plan = dataclasses.replace(plan, liver_t2star_ms=plan.liver_t2star_ms * t2_scale)
@@ -168,7 +168,7 @@ def randomize_subject(
     )
     tissue_map = np.arange(len(TISSUES), dtype=np.uint8)
     for organ, replacement in ORGANS_THAT_MAY_BE_ABSENT.items():
-        if rng.uniform() >= r.organ_probability.get(organ, 1.0):
+        if rng.uniform() >= r.organ_probability[organ]:
             tissue_map[TISSUES.index(organ)] = TISSUES.index(replacement)
     # an absent organ whose replacement is absent too (epicardial fat -> mediastinum -> lung)
     tissue_map = tissue_map[tissue_map]
