@@ -24,7 +24,7 @@ from cmrseg.cli.synth import main as synth_main
 from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.echo_stack import EchoStackFile, read_echo_stack
 from cmrseg.t2star import REGIONS, load_t2star_config, mask_agreement
-from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
+from cmrseg.stats.agreement import bland_altman, cohen_kappa, icc
 from cmrseg.t2star.mask_agreement import (
     AGREEMENT_COLUMNS,
     SUMMARY_KEYS,

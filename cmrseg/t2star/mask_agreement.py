@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from cmrseg.core.geometry import estimate_rv_insertion, sector_map
 from cmrseg.core.labels import MYOCARDIUM
-from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
+from cmrseg.stats.agreement import bland_altman, cohen_kappa, icc
 from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.grading import GRADE_LOWER_BOUNDS_MS, grade_t2star
 from cmrseg.t2star.quantify import (
