@@ -1,8 +1,9 @@
 """The T2* agreement report of one evaluation: figures, files and W&B media (no torch).
 
 Files: the rows of :func:`cmrseg.t2star.mask_agreement.agreement_rows` as ``<tag>_table.csv``,
-the figures as ``<tag>_bland_altman.png`` and ``<tag>_scatter.png``, the summary as
-``<tag>_summary.json``, each written atomically.
+one row per subject and region (:func:`~cmrseg.t2star.mask_agreement.subject_rows`) as
+``<tag>_subjects.csv``, the figures as ``<tag>_bland_altman.png`` and ``<tag>_scatter.png``,
+the summary as ``<tag>_summary.json``, each written atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from cmrseg.core.atomic import atomic_path
 from cmrseg.report.figures import agreement_pngs
 from cmrseg.report.tables import csv_text, json_number
-from cmrseg.t2star.mask_agreement import AGREEMENT_COLUMNS
+from cmrseg.t2star.mask_agreement import AGREEMENT_COLUMNS, SUBJECT_COLUMNS, subject_rows
 
 __all__ = [
     "MetricsLogger",
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 _STATISTIC_KINDS = {
     "icc_kind": "ICC(2,1): two-way random effects, absolute agreement, single measurement",
     "kappa_kind": "Cohen's unweighted kappa of the grades",
+    "kappa_linear_kind": "Cohen's linearly weighted kappa (normal, mild, moderate, severe)",
+    "subject_kind": "t2star_subject_*: one value per subject, the mean over its slices",
+    "interval_kind": "*_ci_low/_ci_high: 95% percentile bootstrap over subjects (seed 0)",
 }
 
 
@@ -51,7 +55,10 @@ def write_agreement_files(
     pngs: Mapping[str, bytes],
     summary: Mapping[str, Any],
 ) -> list[Path]:
-    """Write ``<tag>_table.csv``, ``<tag>_<name>.png`` and ``<tag>_summary.json`` into ``folder``.
+    """Write the table, subject table, figures and summary of one report into ``folder``.
+
+    Files: ``<tag>_table.csv``, ``<tag>_subjects.csv``, ``<tag>_<name>.png``,
+    ``<tag>_summary.json``.
 
     Args:
         folder: Output folder (created if needed).
@@ -71,7 +78,14 @@ def write_agreement_files(
         writer = csv.DictWriter(handle, fieldnames=AGREEMENT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: csv_text(row[k]) for k in AGREEMENT_COLUMNS} for row in rows)
-    written = [table]
+    subjects = folder / f"{tag}_subjects.csv"
+    with atomic_path(subjects) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUBJECT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(
+            {k: csv_text(row[k]) for k in SUBJECT_COLUMNS} for row in subject_rows(rows)
+        )
+    written = [table, subjects]
     for name, png in pngs.items():
         written.append(folder / f"{tag}_{name}.png")
         with atomic_path(written[-1]) as tmp:
