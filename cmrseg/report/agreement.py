@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from cmrseg.t2star.mask_agreement import AGREEMENT_COLUMNS, SUBJECT_COLUMNS, sub
 
 __all__ = [
     "MetricsLogger",
+    "format_agreement_summary",
     "log_agreement_media",
     "write_agreement_files",
     "write_agreement_report",
@@ -162,3 +164,37 @@ def log_agreement_media(
         logger.log_metrics(payload, step=step)
     except Exception as err:  # anything W&B raises is logged
         log.warning("T2* agreement not logged to W&B: %s: %s", type(err).__name__, err)
+
+
+def _interval(summary: Mapping[str, float], key: str, fmt: str) -> str:
+    """``value [low, high]`` of a summary key and its interval keys."""
+    low, high = summary.get(f"{key}_ci_low", math.nan), summary.get(f"{key}_ci_high", math.nan)
+    return f"{summary[key]:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def format_agreement_summary(summary: Mapping[str, float]) -> str:
+    """Plain-text lines of the global T2* agreement, per slice and per subject, with 95% CIs.
+
+    Args:
+        summary: :func:`~cmrseg.t2star.mask_agreement.agreement_summary` of a report.
+    """
+    lines = ["T2* agreement, global region (value [95% bootstrap CI over subjects]):"]
+    for label, other in (
+        ("predicted vs reference masks", ""),
+        ("predicted masks vs truth", "true_"),
+    ):
+        for level, prefix in (("per slice", "t2star_"), ("per subject", "t2star_subject_")):
+            key = f"{prefix}{other}"
+            if not summary.get(f"{key}n"):
+                continue
+            lines.append(
+                f"  {label}, {level} (n={int(summary[f'{key}n'])}): "
+                f"bias {_interval(summary, f'{key}bias_ms', '+.2f')} ms, "
+                f"95% LoA {_interval(summary, f'{key}loa_low_ms', '+.2f')} .. "
+                f"{_interval(summary, f'{key}loa_high_ms', '+.2f')} ms, "
+                f"bias {_interval(summary, f'{key}bias_pct', '+.1f')}%, "
+                f"ICC(2,1) {_interval(summary, f'{key}icc', '.3f')}, "
+                f"kappa {_interval(summary, f'{key}kappa', '.2f')}, "
+                f"linearly weighted {_interval(summary, f'{key}kappa_linear', '.2f')}"
+            )
+    return "\n".join(lines)
