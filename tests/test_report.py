@@ -18,7 +18,6 @@ from cmrseg.cli.report import main, run_checkpoint
 from cmrseg.data.echo_stack import inspect_echo_stack
 from cmrseg.data.splits import echo_stack_fingerprint
 from cmrseg.report.runs import collect_runs, read_run, select_runs
-from cmrseg.report.study import table1
 from cmrseg.t2star import grade_t2star
 
 FP = "a" * 64  # the study's cohort fingerprint (hand-made runs)
@@ -95,8 +94,18 @@ def _write_run(
     with open(folder / "slices.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            "subject_id,slice_index,slice_location,jaccard,dice,sensitivity,specificity,ppv,npv,"
-            "hd95_mm".split(",")
+            [
+                "subject_id",
+                "slice_index",
+                "slice_location",
+                "jaccard",
+                "dice",
+                "sensitivity",
+                "specificity",
+                "ppv",
+                "npv",
+                "hd95_mm",
+            ]
         )
         for subject in subjects:
             for k, value in enumerate(jaccard[subject]):
@@ -109,9 +118,22 @@ def _write_run(
         with open(folder / "t2star" / "test_table.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(
-                "subject_id,slice_index,slice_location,region,t2star_pred_ms,t2star_ref_ms,"
-                "t2star_true_ms,grade_pred,grade_ref,grade_true,status_pred,status_ref,"
-                "n_pixels_pred,n_pixels_ref".split(",")
+                [
+                    "subject_id",
+                    "slice_index",
+                    "slice_location",
+                    "region",
+                    "t2star_pred_ms",
+                    "t2star_ref_ms",
+                    "t2star_true_ms",
+                    "grade_pred",
+                    "grade_ref",
+                    "grade_true",
+                    "status_pred",
+                    "status_ref",
+                    "n_pixels_pred",
+                    "n_pixels_ref",
+                ]
             )
             for subject in subjects:
                 for k, ref in enumerate(REF_MS[subject]):
@@ -122,8 +144,18 @@ def _write_run(
                         scale = 1.0 if region == "global" else 3.0  # sectors must not count
                         values = [pred * scale, ref * scale, true * scale]
                         writer.writerow(
-                            [subject, index, ("base", "mid")[k], region, *values, *grades]
-                            + ["ok", "ok", 100, 100]
+                            [
+                                subject,
+                                index,
+                                ("base", "mid")[k],
+                                region,
+                                *values,
+                                *grades,
+                                "ok",
+                                "ok",
+                                100,
+                                100,
+                            ]
                         )
     return folder
 

@@ -129,7 +129,9 @@ def _sd(values: np.ndarray) -> float:
     return float(finite.std(ddof=1)) if finite.size >= 2 else math.nan
 
 
-def table1(runs: Sequence[Run], *, proposed: str, n_boot: int, seed: int) -> list[dict[str, Any]]:
+def table1(
+    runs: Sequence[Run], *, proposed: str, n_boot: int, seed: int, paper: bool = True
+) -> list[dict[str, Any]]:
     """The Table-1 analog: one row per method and metric.
 
     Args:
@@ -137,6 +139,8 @@ def table1(runs: Sequence[Run], *, proposed: str, n_boot: int, seed: int) -> lis
         proposed: The method the others are tested against (``unet``).
         n_boot: Bootstrap replicates of the CIs.
         seed: Seed of the bootstrap.
+        paper: Put the paper's numbers beside (``False`` for runs on another cohort, which
+            the paper's numbers do not describe).
 
     Returns:
         Rows with ``method``, ``metric``, ``label``, ``unit``, ``n_runs``, ``seeds``,
@@ -161,7 +165,8 @@ def table1(runs: Sequence[Run], *, proposed: str, n_boot: int, seed: int) -> lis
             interval = mean_interval(values, subjects, n_boot=n_boot, seed=seed)
             keys, means = group_means(subjects, values)
             subject_means[method] = dict(zip(keys, means.tolist(), strict=True))
-            paper = PAPER_TABLE1.get((method, metric), (math.nan, math.nan))
+            known = PAPER_TABLE1.get((method, metric)) if paper else None
+            paper_mean, paper_sd = known or (math.nan, math.nan)
             mine = by_method[method]
             rows.append(
                 {
@@ -182,8 +187,8 @@ def table1(runs: Sequence[Run], *, proposed: str, n_boot: int, seed: int) -> lis
                     "ci_high": interval.high,
                     "wilcoxon_n": 0,
                     "wilcoxon_p": math.nan,
-                    "paper_mean": paper[0],
-                    "paper_sd": paper[1],
+                    "paper_mean": paper_mean,
+                    "paper_sd": paper_sd,
                 }
             )
         if proposed in subject_means:

@@ -148,9 +148,9 @@ def _runs_rows(selection: Selection) -> list[dict[str, Any]]:
     return rows
 
 
-def _table1_markdown(rows: Sequence[Mapping[str, Any]], proposed: str) -> list[str]:
+def _table1_markdown(rows: Sequence[Mapping[str, Any]], proposed: str, *, paper: bool) -> list[str]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["Mean (SD) over test slices; the paper's numbers beside where known.", ""]
+    lines = ["Mean (SD) over test slices" + ("; the paper's numbers beside." if paper else "."), ""]
     header = ["method", *[f"{label} ({unit})" for _, label, unit, _ in STUDY_METRICS]]
     body = []
     for method in methods:
@@ -163,7 +163,7 @@ def _table1_markdown(rows: Sequence[Mapping[str, Any]], proposed: str) -> list[s
             cells.append(cell)
         body.append(cells)
     lines += _md_table(header, body)
-    lines += ["", f"Note: {PAPER_NOTE}.", ""]
+    lines += ["", f"Note: {PAPER_NOTE}.", ""] if paper else [""]
     for metric, label, unit, _ in STUDY_METRICS:
         lines += [f"**{label} ({unit})**", ""]
         body = []
@@ -349,7 +349,7 @@ def write_study_report(
         cohort = group[0].cohort["file"] or fingerprint[:12]
         external += [
             {"cohort": cohort, **row}
-            for row in table1(group, proposed=proposed, n_boot=n_boot, seed=seed)
+            for row in table1(group, proposed=proposed, n_boot=n_boot, seed=seed, paper=False)
         ]
     reference, per_method = subject_t2star(runs, proposed)
     subjects = table2_subjects(reference, per_method)
@@ -451,13 +451,21 @@ def _report_markdown(
         "per-fold spread. 95% confidence intervals are percentile bootstraps over subjects "
         f"(whole subjects resampled, {n_boot} replicates, seed {seed}). The paired test is the "
         f"Wilcoxon signed-rank test of per-subject means against `{proposed}` on the subjects "
-        "both methods scored, Holm-corrected over the methods of each metric.",
+        "both methods scored, Holm-corrected over the methods of each metric. Table 2: a "
+        "subject's T2* is the mean over its slices (and seeds) of the global region, its grade "
+        "the median grade of those slices (the severer of two middle ones).",
         "",
         "## Runs",
         "",
     ]
     used = [
-        [str(r.path), r.method, str(r.seed), str(r.fold), "external" if r.external else "used"]
+        [
+            str(r.path),
+            r.method,
+            "-" if r.seed is None else str(r.seed),
+            "-" if r.fold is None else str(r.fold),
+            "external" if r.external else "used",
+        ]
         for r in [*selection.in_domain, *selection.external]
     ]
     lines += [*_md_table(["run", "method", "seed", "fold", "use"], used), ""]
@@ -465,12 +473,18 @@ def _report_markdown(
         lines += ["Refused:", ""]
         lines += _md_table(["run", "reason"], [[str(r.path), r.reason] for r in selection.refused])
         lines.append("")
-    lines += ["## Table 1 analog: overlap of the myocardium", "", *_table1_markdown(t1, proposed)]
+    lines += [
+        "## Table 1 analog: overlap of the myocardium",
+        "",
+        *_table1_markdown(t1, proposed, paper=True),
+    ]
     if external:
         lines += ["## Domain shift: models scored on another cohort", ""]
         for name in dict.fromkeys(r["cohort"] for r in external):
             lines += [f"### `{name}`", ""]
-            lines += _table1_markdown([r for r in external if r["cohort"] == name], proposed)
+            lines += _table1_markdown(
+                [r for r in external if r["cohort"] == name], proposed, paper=False
+            )
     lines += ["## Table 2 analog: global T2* per subject", ""]
     if subjects:
         header = ["subject", "reference (ms)", "grade", "true (ms)", "grade"]
