@@ -186,6 +186,7 @@ def format_agreement_summary(summary: Mapping[str, float]) -> str:
         for level, prefix in (("per slice", "t2star_"), ("per subject", "t2star_subject_")):
             key = f"{prefix}{other}"
             if not summary.get(f"{key}n"):
+                lines.append(f"  {label}, {level}: no pair with both values")
                 continue
             lines.append(
                 f"  {label}, {level} (n={int(summary[f'{key}n'])}): "

@@ -220,9 +220,6 @@ def weighted_kappa(counts: np.ndarray, weights: Weights = None) -> np.ndarray:
     counts = np.asarray(counts, dtype=float)
     c = counts.shape[-1]
     total = counts.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        observed = counts / total[:, None, None]
-    expected = observed.sum(axis=2)[:, :, None] * observed.sum(axis=1)[:, None, :]
     distance = np.abs(np.subtract.outer(np.arange(c), np.arange(c))).astype(float)
     if weights is None:
         w = (distance > 0).astype(float)
@@ -230,9 +227,10 @@ def weighted_kappa(counts: np.ndarray, weights: Weights = None) -> np.ndarray:
         w = distance / max(c - 1, 1)
         if weights == "quadratic":
             w = w**2
-    chance = np.sum(w * expected, axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        kappa = 1.0 - np.sum(w * observed, axis=(1, 2)) / chance
+        rows, cols = counts.sum(axis=2), counts.sum(axis=1)  # [B, c] marginal counts
+        chance = np.einsum("bi,ij,bj->b", rows, w, cols) / total**2
+        kappa = 1.0 - (counts.reshape(len(counts), -1) @ w.ravel()) / total / chance
     return np.where((total > 0) & (chance > 0), kappa, np.nan)
 
 

@@ -117,12 +117,14 @@ def bootstrap_intervals(
     observed = statistic(np.ones((1, len(groups))))
     replicates = statistic(replicate_weights(groups, n_boot=n_boot, seed=seed))
     alpha = (1.0 - level) / 2.0
-    out: dict[str, Interval] = {}
-    for name, value in observed.items():
-        values = np.asarray(replicates[name], dtype=float)
-        finite = values[np.isfinite(values)]
-        low = high = np.nan
-        if 2 * finite.size > n_boot:
-            low, high = (float(q) for q in np.quantile(finite, [alpha, 1.0 - alpha]))
-        out[name] = Interval(float(np.asarray(value)[0]), low, high)
-    return out
+    names = list(observed)
+    values = np.stack([np.asarray(replicates[n], dtype=float) for n in names], axis=1)
+    defined = 2 * np.isfinite(values).sum(axis=0) > n_boot
+    bounds = np.full((2, len(names)), np.nan)
+    if defined.any():
+        with np.errstate(invalid="ignore"):
+            bounds[:, defined] = np.nanquantile(values[:, defined], [alpha, 1.0 - alpha], axis=0)
+    return {
+        name: Interval(float(np.asarray(observed[name])[0]), float(low), float(high))
+        for name, low, high in zip(names, bounds[0], bounds[1], strict=True)
+    }
