@@ -361,6 +361,12 @@ def test_cli_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
     } <= names
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".report")]  # no temp left
     assert (out / "wandb").is_dir()  # the offline W&B run
+    # again into the same folder, without the T2* tables: the old Table 2 files go
+    for table in tmp_path.glob("multirun/*/t2star/test_table.csv"):
+        table.unlink()
+    assert _report([str(tmp_path / "multirun"), str(out)]) == 0
+    assert not (out / "table2_subjects.csv").exists() and not list(out.glob("bland_altman_*"))
+    assert "Table 2 skipped" in (out / "report.md").read_text()
 
 
 def test_figure2_reruns_inference_from_the_checkpoint(

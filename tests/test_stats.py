@@ -158,6 +158,7 @@ def test_group_means_and_ordinal_median() -> None:
     keys, means = group_means(["B", "A", "B", "A"], [1.0, np.nan, 3.0, np.nan])
     assert keys == ["B", "A"] and means[0] == 2.0 and math.isnan(means[1])
     _, both = group_means(["x", "x"], np.array([[1.0, 2.0], [3.0, np.nan]]))
+    assert group_means([], np.zeros((0, 3)))[1].shape == (0, 3)
     assert both.tolist() == [[2.0, 2.0]]
     assert ordinal_median(["normal", "severe", "mild"], GRADES) == "mild"
     assert ordinal_median(["normal", "moderate", ""], GRADES) == "moderate"  # even: severer

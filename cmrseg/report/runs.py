@@ -50,6 +50,7 @@ SLICE_COLUMNS: tuple[str, ...] = (
 )
 _T2STAR_TABLE = Path("t2star") / "test_table.csv"
 _T2STAR_COLUMNS = ("subject_id", "slice_index", "region", "t2star_pred_ms", "t2star_ref_ms")
+_MASKS = ("pred", "ref", "true")
 
 
 class RunRefused(Exception):  # noqa: N818 (a refusal, not an error of the program)
@@ -80,7 +81,8 @@ class Run:
         cohort: ``{"file", "fingerprint"}`` of the scored slices.
         train_cohort: ``{"file", "fingerprint"}`` the model was trained or calibrated on.
         slices: ``slices.csv`` rows; metric values as floats (NaN where empty).
-        t2star: ``t2star/test_table.csv`` rows (strings as written), ``None`` when absent.
+        t2star: ``t2star/test_table.csv`` rows: ``subject_id``, ``region``, T2* values as
+            floats (NaN where empty), grades; ``None`` when the run has no such table.
     """
 
     path: Path
@@ -94,7 +96,7 @@ class Run:
     cohort: dict[str, str]
     train_cohort: dict[str, str]
     slices: list[dict[str, Any]] = field(repr=False)
-    t2star: list[dict[str, str]] | None = field(repr=False)
+    t2star: list[dict[str, Any]] | None = field(repr=False)
 
     @property
     def external(self) -> bool:
@@ -205,17 +207,30 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     rows = _read_csv(folder / "slices.csv", SLICE_COLUMNS)
     if not rows:
         raise RunRefused("slices.csv has no slice")
-    slices = [
-        {
-            "subject_id": r["subject_id"],
-            "slice_index": int(r["slice_index"]),
-            "slice_location": r["slice_location"],
-            **{c: _float(r[c]) for c in SLICE_COLUMNS[3:]},
-        }
-        for r in rows
-    ]
+    try:
+        slices = [
+            {
+                "subject_id": r["subject_id"],
+                "slice_index": int(r["slice_index"]),
+                "slice_location": r["slice_location"],
+                **{c: _float(r[c]) for c in SLICE_COLUMNS[3:]},
+            }
+            for r in rows
+        ]
+    except ValueError as err:
+        raise RunRefused(f"slices.csv: slice_index is not an integer: {err}") from None
     table = folder / _T2STAR_TABLE
-    t2star = _read_csv(table, _T2STAR_COLUMNS) if table.is_file() else None
+    t2star = None
+    if table.is_file():
+        t2star = [
+            {
+                "subject_id": r["subject_id"],
+                "region": r["region"],
+                **{f"t2star_{m}_ms": _float(r.get(f"t2star_{m}_ms", "")) for m in _MASKS},
+                **{f"grade_{m}": r.get(f"grade_{m}") or "" for m in _MASKS},
+            }
+            for r in _read_csv(table, _T2STAR_COLUMNS)
+        ]
     return Run(
         path=folder,
         method=str(record["method"]),

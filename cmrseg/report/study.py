@@ -209,23 +209,8 @@ def table1(
 
 
 def _t2star_rows(run: Run) -> list[dict[str, Any]]:
-    """The global rows of a run's T2* table with numbers as floats."""
-    rows = []
-    for row in run.t2star or []:
-        if row["region"] != "global":
-            continue
-        rows.append(
-            {
-                "subject_id": row["subject_id"],
-                "region": "global",
-                **{
-                    f"t2star_{m}_ms": float(row.get(f"t2star_{m}_ms") or "nan")
-                    for m in ("pred", "ref", "true")
-                },
-                **{f"grade_{m}": row.get(f"grade_{m}") or "" for m in ("pred", "ref", "true")},
-            }
-        )
-    return rows
+    """The global rows of a run's T2* table."""
+    return [row for row in run.t2star or [] if row["region"] == "global"]
 
 
 def subject_t2star(

@@ -327,7 +327,8 @@ def write_study_report(
     """Write the study's tables, figures and ``report.md`` into ``out_dir`` (atomically).
 
     Args:
-        out_dir: Output folder (created; files of the same names are replaced together).
+        out_dir: Output folder (created; the files of an earlier report there are replaced
+            together, and its tables and figures that this report does not have are removed).
         selection: The runs (:func:`cmrseg.report.runs.select_runs`); needs in-domain runs.
         proposed: The method the others are tested against.
         n_boot: Bootstrap replicates of every interval.
@@ -414,6 +415,12 @@ def write_study_report(
         for name, png in pngs.items():
             (tmp / name).write_bytes(png)
         (tmp / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        written = {p.name for p in tmp.iterdir()}
+    # a report written into the folder of an earlier one: drop the earlier one's files that
+    # this one does not have (e.g. a figure it could not draw now), so none is stale
+    for stale in (*Path(out_dir).glob("*.png"), *Path(out_dir).glob("table*.csv")):
+        if stale.name not in written:
+            stale.unlink()
     return {
         "runs": run_rows,
         "table1": t1,

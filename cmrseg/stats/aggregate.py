@@ -29,7 +29,7 @@ def group_means(
     for key in keys:
         index.setdefault(key, len(index))
     rows = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
-    flat = x.reshape(x.shape[0], -1)
+    flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
     finite = np.isfinite(flat)
     sums = np.zeros((len(index), flat.shape[1]))
     counts = np.zeros((len(index), flat.shape[1]))
