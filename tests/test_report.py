@@ -389,6 +389,11 @@ def test_figure2_reruns_inference_from_the_checkpoint(
     _write_run(multirun / "2", "gac", 1, 0, cohort=fingerprint, cohort_file=str(tiny_stack_path))
     _write_run(multirun / "3", "gac", 1, 1, cohort=fingerprint, cohort_file=str(tiny_stack_path))
     assert run_checkpoint(read_run(multirun / "0")).name == "last.ckpt"
+    # the tested checkpoint as the run records it
+    record = json.loads((multirun / "1" / "run.json").read_text())
+    (multirun / "1" / "checkpoints" / "last.ckpt").rename(multirun / "1" / "tested.ckpt")
+    (multirun / "1" / "run.json").write_text(json.dumps({**record, "checkpoint": "tested.ckpt"}))
+    assert run_checkpoint(read_run(multirun / "1")).name == "tested.ckpt"
     out = tmp_path / "report"
     assert main([str(multirun), str(out), "--wandb", "disabled", "--n-boot", "100"]) == 0
     assert (out / "figure2.png").read_bytes()[:4] == b"\x89PNG"

@@ -42,14 +42,19 @@ def _run_config(run: Run) -> dict:
 
 
 def run_checkpoint(run: Run) -> Path:
-    """The checkpoint a run scored: ``ckpt_path`` of an eval run, the best one of a train run.
+    """The checkpoint a run scored: ``ckpt_path`` of an eval run, the tested one of a train run.
 
-    A train run tests its best checkpoint (``checkpoints/epoch_*.ckpt``), or ``last.ckpt`` when
-    there is no best (a classical segmenter's calibration).
+    A train run records its tested checkpoint in ``run.json``; without that record, its best
+    checkpoint (``checkpoints/epoch_*.ckpt``), or ``last.ckpt`` when there is no best (a
+    classical segmenter's calibration).
 
     Raises:
         InputError: No checkpoint is found.
     """
+    if run.checkpoint is not None:
+        if (run.path / run.checkpoint).is_file():
+            return run.path / run.checkpoint
+        raise InputError(f"{run.path / run.checkpoint}: the tested checkpoint is missing")
     if run.task == "eval":
         given = _run_config(run).get("ckpt_path")
         if given and Path(given).is_file():

@@ -81,6 +81,8 @@ class Run:
         cohort: ``{"file", "fingerprint"}`` of the scored slices.
         train_cohort: ``{"file", "fingerprint"}`` the model was trained or calibrated on.
         slices: ``slices.csv`` rows; metric values as floats (NaN where empty).
+        checkpoint: The tested checkpoint, relative to the run folder (``checkpoint`` of a
+            training run's record), ``None`` when not recorded.
         t2star: ``t2star/test_table.csv`` rows: ``subject_id``, ``region``, T2* values as
             floats (NaN where empty), grades; ``None`` when the run has no such table.
     """
@@ -95,6 +97,7 @@ class Run:
     split_seed: int | None
     cohort: dict[str, str]
     train_cohort: dict[str, str]
+    checkpoint: str | None
     slices: list[dict[str, Any]] = field(repr=False)
     t2star: list[dict[str, Any]] | None = field(repr=False)
 
@@ -242,6 +245,7 @@ def read_run(path: str | os.PathLike[str]) -> Run:
         split_seed=_optional_int(record, "split_seed"),
         cohort=_cohort(record, "cohort"),
         train_cohort=_cohort(record, "train_cohort"),
+        checkpoint=str(record["checkpoint"]) if record.get("checkpoint") else None,
         slices=slices,
         t2star=t2star,
     )
