@@ -23,10 +23,12 @@ from lightning import Trainer
 from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.callbacks import T2StarCallback
+from cmrseg.callbacks.run_record import RunRecordCallback
 from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.core.errors import InputError
 from cmrseg.inference import (
     INFERENCE_SETTINGS,
+    checkpoint_train_cohort,
     inference_datamodule,
     inference_overrides,
     load_module_from_checkpoint,
@@ -46,7 +48,7 @@ __all__ = ["evaluate", "main"]
 log = logging.getLogger(__name__)
 
 
-@task_wrapper("cmrseg-eval")
+@task_wrapper("cmrseg-eval", run_task="eval")
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate a checkpoint on the test (or validation) split and write the Table-1 metrics.
 
@@ -65,7 +67,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=instantiate_loggers(cfg.get("logger")),
-        callbacks=instantiate_callbacks(cfg.get("callbacks")),
+        callbacks=[
+            *instantiate_callbacks(cfg.get("callbacks")),
+            RunRecordCallback(
+                cfg.paths.output_dir,
+                split=cfg.split,
+                train_cohort=checkpoint_train_cohort(cfg.ckpt_path),
+            ),
+        ],
     )
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(model, datamodule=datamodule, verbose=False)
