@@ -437,3 +437,25 @@ def test_analysis_notebook_runs_on_a_report(tmp_path: Path) -> None:
         if "image/png" in o.get("data", {})
     ]
     assert len(images) >= 3 + 4  # Bland-Altman per method drawn again, the report's PNGs
+
+
+def test_report_of_real_train_runs(make_cfg, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf, open_dict
+
+    from cmrseg.cli.train import train
+
+    multirun = tmp_path / "multirun"
+    for fold in (0, 1):
+        cfg = make_cfg(["seed=7", "data.num_folds=2", f"data.fold={fold}"])
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(multirun / str(fold))
+        train(cfg)
+        (multirun / str(fold) / ".hydra").mkdir()
+        OmegaConf.save(cfg, multirun / str(fold) / ".hydra" / "config.yaml")  # as Hydra does
+    out = tmp_path / "report"
+    assert main([str(multirun), str(out), "--wandb", "disabled", "--n-boot", "100"]) == 0
+    jaccard = _row(_read(out / "table1.csv"), "unet", "jaccard")
+    scored = sum(len(_read(multirun / str(f) / "slices.csv")) for f in (0, 1))
+    assert jaccard["folds"] == "2" and int(jaccard["n_slices"]) == scored
+    assert (out / "figure2.png").is_file(), (out / "report.md").read_text()
+    assert "Notes" not in (out / "report.md").read_text()
