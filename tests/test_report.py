@@ -299,10 +299,24 @@ def test_two_cohorts_are_not_mixed_and_external_runs_get_their_own_table(tmp_pat
         num_folds=None,
         cohort_file="hard.h5",
     )
-    runs, refused = collect_runs([multirun, tmp_path / "other", tmp_path / "external"])
+    # an external run's own folds do not matter (it scores whole files)
+    _write_run(
+        tmp_path / "external_k5",
+        "gac",
+        1,
+        None,
+        cohort="d" * 64,
+        train_cohort=FP,
+        subjects=SUBJECTS,
+        num_folds=5,
+        cohort_file="hard.h5",
+    )
+    runs, refused = collect_runs(
+        [multirun, tmp_path / "other", tmp_path / "external", tmp_path / "external_k5"]
+    )
     selection = select_runs(runs, refused)
     assert selection.cohort["fingerprint"] == FP
-    assert [r.path.name for r in selection.external] == ["external"]
+    assert [r.path.name for r in selection.external] == ["external", "external_k5"]
     assert len(selection.refused) == 1 and "different cohort" in selection.refused[0].reason
     out = tmp_path / "report"
     assert (

@@ -293,8 +293,9 @@ def select_runs(runs: Sequence[Run], refused: Sequence[Refusal] = ()) -> Selecti
 
     The study's cohort is the one most in-domain runs (scored on their training cohort) were
     scored on (the first seen among equals); its ``num_folds`` and ``split_seed`` are those of
-    most of those runs. Refused: in-domain runs on another cohort; runs with other folds or
-    another split seed; external runs of models trained on another cohort; a second run of the
+    most of those runs. Refused: in-domain runs on another cohort; in-domain runs with other
+    folds or another split seed (an external run scores whole files: its folds do not matter);
+    external runs of models trained on another cohort; a second run of the
     same method, seed, fold and cohort (the first is kept).
 
     Args:
@@ -335,7 +336,7 @@ def select_runs(runs: Sequence[Run], refused: Sequence[Refusal] = ()) -> Selecti
         study_runs = []
         for run in kept:
             mine = (run.num_folds, run.split_seed)
-            if run.num_folds is not None and mine != folds:
+            if not run.external and run.num_folds is not None and mine != folds:
                 out_refused.append(
                     Refusal(
                         run.path,
