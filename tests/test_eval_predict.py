@@ -47,10 +47,20 @@ def test_eval_writes_table1(make_cfg, tiny_run: Path, tmp_path: Path, capsys) ->
     cfg = _eval_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", tmp_path)
     metrics, _ = evaluate(cfg)
     assert 0.0 <= metrics["test/jaccard"] <= 1.0
-    assert "Jaccard (%)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Jaccard (%)" in printed
+    assert "predicted vs reference masks, per subject" in printed
     table = json.loads((tmp_path / "metrics.json").read_text())["table1"]
     assert {row["metric"] for row in table} >= {"jaccard", "sensitivity", "ppv", "npv"}
     assert (tmp_path / "metrics.csv").read_text().startswith("metric,label,mean,sd")
+    # the T2* callback's agreement, per slice and per subject with bootstrap intervals
+    t2star = json.loads((tmp_path / "metrics.json").read_text())["t2star"]
+    assert {
+        "t2star_subject_bias_ms",
+        "t2star_subject_bias_ms_ci_low",
+        "t2star_kappa_linear",
+    } <= set(t2star)
+    assert t2star["t2star_subject_n"] <= t2star["t2star_n"]
 
 
 def test_eval_on_validation_with_first_echo(make_cfg, tiny_run: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ LAYERS: dict[str, int] = {
     "core": 1,
     "conf": 2,  # conf/ of the repository, shipped as cmrseg.conf (config files and their reader)
     "t2star": 2,
+    "stats": 2,
     "synth": 2,
     "classical": 2,
     "data.echo_stack": 2,

@@ -23,15 +23,17 @@ from cmrseg.callbacks import T2StarCallback
 from cmrseg.cli.synth import main as synth_main
 from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.echo_stack import EchoStackFile, read_echo_stack
+from cmrseg.stats.agreement import bland_altman, cohen_kappa, icc
 from cmrseg.t2star import REGIONS, load_t2star_config, mask_agreement
-from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
 from cmrseg.t2star.mask_agreement import (
     AGREEMENT_COLUMNS,
+    INTERVAL_KEYS,
     SUMMARY_KEYS,
     MaskAgreement,
     agreement_summary,
     merge_rows,
     reference_slice,
+    subject_rows,
 )
 
 # --------------------------------------------------------------------------- statistics
@@ -224,7 +226,7 @@ def test_perfect_segmenter_with_csv_logger(synth_path: Path, tmp_path: Path, cap
     assert names == sorted(
         f"{tag}_{kind}"
         for tag in ("val_epoch0001", "test")
-        for kind in ("table.csv", "bland_altman.png", "scatter.png", "summary.json")
+        for kind in ("table.csv", "subjects.csv", "bland_altman.png", "scatter.png", "summary.json")
     )
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names if "png" in n)
 
@@ -386,6 +388,7 @@ def test_ddp_rank_zero_only(synth_path: Path, tmp_path: Path) -> None:
 def _row(slice_index: int, region: str, pred: float, ref: float, **extra: object) -> dict:
     grade = {10.0: "moderate", 12.0: "moderate", 25.0: "normal", 30.0: "normal"}
     return {
+        "subject_id": "S1",
         "slice_index": slice_index,
         "region": region,
         "t2star_pred_ms": pred,
@@ -393,6 +396,7 @@ def _row(slice_index: int, region: str, pred: float, ref: float, **extra: object
         "t2star_true_ms": math.nan,
         "grade_pred": grade.get(pred, ""),
         "grade_ref": grade.get(ref, ""),
+        "grade_true": "",
         "status_pred": "ok" if math.isfinite(pred) else "too_few_pixels",
         **extra,
     }
@@ -406,7 +410,7 @@ def test_agreement_summary_by_hand() -> None:
         _row(1, "sector1", math.nan, 30.0),
     ]
     summary = agreement_summary(rows)
-    assert tuple(summary) == SUMMARY_KEYS
+    assert tuple(summary) == SUMMARY_KEYS + INTERVAL_KEYS
     # global differences 2 and 0: bias 1, SD sqrt(2); grades agree (kappa 1)
     assert summary["t2star_n"] == 2 and summary["t2star_bias_ms"] == pytest.approx(1.0)
     assert summary["t2star_loa_high_ms"] == pytest.approx(1.0 + 1.959964 * math.sqrt(2.0))
@@ -416,6 +420,30 @@ def test_agreement_summary_by_hand() -> None:
     assert math.isnan(summary["t2star_sectors_loa_low_ms"])
     assert summary["t2star_true_n"] == 0 and math.isnan(summary["t2star_true_bias_ms"])
     assert summary["t2star_pred_ok_fraction"] == 0.75
+
+
+def test_agreement_summary_per_subject_by_hand() -> None:
+    rows = [
+        _row(0, "global", 12.0, 10.0),
+        _row(1, "global", 25.0, 25.0),
+        _row(2, "global", 30.0, 25.0, subject_id="S2"),
+        _row(3, "global", 10.0, 12.0, subject_id="S3"),
+    ]
+    subjects = subject_rows(rows)
+    # S1: pred (12 + 25) / 2 = 18.5, ref 17.5; grades moderate and normal: the severer one
+    assert [r["subject_id"] for r in subjects] == ["S1", "S2", "S3"]
+    assert subjects[0]["t2star_pred_ms"] == 18.5 and subjects[0]["t2star_ref_ms"] == 17.5
+    assert subjects[0]["n_slices"] == 2 and subjects[0]["grade_pred"] == "moderate"
+    summary = agreement_summary(rows, n_boot=200, seed=1)
+    # subject differences 1, 5, -2: bias 4/3; per slice 2, 0, 5, -2: bias 5/4
+    assert summary["t2star_subject_n"] == 3
+    assert summary["t2star_subject_bias_ms"] == pytest.approx(4.0 / 3.0)
+    assert summary["t2star_bias_ms"] == pytest.approx(5.0 / 4.0)
+    assert summary["t2star_subject_kappa"] == summary["t2star_subject_kappa_linear"] == 1.0
+    low, high = summary["t2star_subject_bias_ms_ci_low"], summary["t2star_subject_bias_ms_ci_high"]
+    assert -2.0 <= low < 4.0 / 3.0 < high <= 5.0  # within the range of subject differences
+    again = agreement_summary(rows, n_boot=200, seed=1)  # seeded: the same intervals
+    assert json.dumps(summary) == json.dumps(again)
 
 
 def test_merge_rows_drops_repeats_and_orders_by_slice() -> None:

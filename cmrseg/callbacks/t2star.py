@@ -3,8 +3,9 @@
 It keeps the labels that the module's ``validation_step`` / ``test_step`` return (no second
 inference, no random numbers drawn); each rank fits T2* on its own slices
 (:class:`~cmrseg.t2star.mask_agreement.MaskAgreement`, reference fits cached), every rank gets
-all rows and logs the scalars (``val/t2star_bias_ms``, ...), and rank 0 writes the files and
-W&B media (:mod:`cmrseg.report.agreement`; W&B failures only warn).
+all rows and logs the scalars (``val/t2star_bias_ms``, ..., per slice and per subject), and
+rank 0 writes the files (with the bootstrap intervals over subjects) and W&B media
+(:mod:`cmrseg.report.agreement`; W&B failures only warn).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from cmrseg.data.echo_stack import EchoStackFile
 from cmrseg.inference import slice_labels
 from cmrseg.report import log_agreement_media, write_agreement_report
 from cmrseg.t2star import T2StarConfig, load_t2star_config
-from cmrseg.t2star.mask_agreement import MaskAgreement, agreement_summary, merge_rows
+from cmrseg.t2star.mask_agreement import (
+    SUMMARY_KEYS,
+    MaskAgreement,
+    agreement_summary,
+    merge_rows,
+)
 
 __all__ = ["T2StarCallback"]
 
@@ -82,6 +88,8 @@ class T2StarCallback(Callback):
         self._wanted: set[int] | None = None  # slices to keep this epoch; None: not running
         self._labels: dict[int, np.ndarray] = {}
         self._stage: Stage = "val"
+        #: The last report's summary: scalars and intervals (``agreement_summary``).
+        self.last_summary: dict[str, float] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Check the datamodule; fix the output folder (``log_dir`` broadcasts: every rank)."""
@@ -143,9 +151,9 @@ class T2StarCallback(Callback):
         if not rows:
             log.warning("T2* agreement: no %s slices; skipped", self._stage)
             return
-        summary = agreement_summary(rows)
-        for key, value in summary.items():  # equal on every rank: the mean over ranks keeps it
-            pl_module.log(f"{self._stage}/{key}", value, sync_dist=True)
+        summary = self.last_summary = agreement_summary(rows)
+        for key in SUMMARY_KEYS:  # equal on every rank: the mean over ranks keeps it
+            pl_module.log(f"{self._stage}/{key}", summary[key], sync_dist=True)
         if not trainer.is_global_zero:
             return
         last_fit_epoch = trainer.should_stop or trainer.current_epoch + 1 >= (

@@ -4,7 +4,9 @@ The network and the data settings (input mode, echoes, target, normalization, sp
 rebuilt from the checkpoint; ``data.*`` keys set here override the stored ones (e.g. another
 file). Metrics are per slice: a one-channel network trained on echoes as separate samples sees
 each slice's echoes fused by ``echo_fusion``. Prints the Table-1 summary (mean (SD) over
-slices) and writes ``metrics.csv`` and ``metrics.json`` into the run folder.
+slices) and, with the T2* callback (the default), the T2* agreement per slice and per subject
+with bootstrap intervals over subjects; writes ``metrics.csv`` and ``metrics.json`` (with the
+T2* summary under ``t2star``) into the run folder.
 
 Example::
 
@@ -20,6 +22,7 @@ import hydra
 from lightning import Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.callbacks import T2StarCallback
 from cmrseg.callbacks.run_record import RunRecordCallback
 from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.core.errors import InputError
@@ -30,7 +33,13 @@ from cmrseg.inference import (
     inference_overrides,
     load_module_from_checkpoint,
 )
-from cmrseg.report import format_table1, table1_rows, write_table1
+from cmrseg.report import (
+    format_agreement_summary,
+    format_table1,
+    json_number,
+    table1_rows,
+    write_table1,
+)
 from cmrseg.utils.extras import extras, task_wrapper
 from cmrseg.utils.instantiate import instantiate_callbacks, instantiate_loggers
 
@@ -77,6 +86,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"{cfg.split} metrics of {cfg.ckpt_path} on {datamodule.path} (mean (SD) over slices)"
         )
         print(format_table1(rows, title), flush=True)
+        t2star = next((c for c in trainer.callbacks if isinstance(c, T2StarCallback)), None)
+        t2star_summary = t2star.last_summary if t2star is not None else {}
+        if t2star_summary:
+            print(format_agreement_summary(t2star_summary), flush=True)
         csv_path, json_path = write_table1(
             rows,
             cfg.paths.output_dir,
@@ -85,6 +98,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 "split": cfg.split,
                 **{key: model.hparams[key] for key in INFERENCE_SETTINGS if key in model.hparams},
                 "data": dict(datamodule.hparams),
+                "t2star": {k: json_number(v) for k, v in t2star_summary.items()},
             },
         )
         log.info("Wrote %s and %s", csv_path, json_path)

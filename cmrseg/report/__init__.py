@@ -1,6 +1,7 @@
 """Figures and tables of results (no torch), shared by the T2* callback, the CLIs and reports."""
 
 from cmrseg.report.agreement import (
+    format_agreement_summary,
     log_agreement_media,
     write_agreement_files,
     write_agreement_report,
@@ -38,6 +39,7 @@ __all__ = [
     "bullseye_segments",
     "csv_text",
     "figure_png",
+    "format_agreement_summary",
     "format_table1",
     "json_number",
     "log_agreement_media",

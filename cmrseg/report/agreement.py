@@ -1,8 +1,9 @@
 """The T2* agreement report of one evaluation: figures, files and W&B media (no torch).
 
 Files: the rows of :func:`cmrseg.t2star.mask_agreement.agreement_rows` as ``<tag>_table.csv``,
-the figures as ``<tag>_bland_altman.png`` and ``<tag>_scatter.png``, the summary as
-``<tag>_summary.json``, each written atomically.
+one row per subject and region (:func:`~cmrseg.t2star.mask_agreement.subject_rows`) as
+``<tag>_subjects.csv``, the figures as ``<tag>_bland_altman.png`` and ``<tag>_scatter.png``,
+the summary as ``<tag>_summary.json``, each written atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,10 +21,11 @@ from typing import Any, Protocol
 from cmrseg.core.atomic import atomic_path
 from cmrseg.report.figures import agreement_pngs
 from cmrseg.report.tables import csv_text, json_number
-from cmrseg.t2star.mask_agreement import AGREEMENT_COLUMNS
+from cmrseg.t2star.mask_agreement import AGREEMENT_COLUMNS, SUBJECT_COLUMNS, subject_rows
 
 __all__ = [
     "MetricsLogger",
+    "format_agreement_summary",
     "log_agreement_media",
     "write_agreement_files",
     "write_agreement_report",
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 _STATISTIC_KINDS = {
     "icc_kind": "ICC(2,1): two-way random effects, absolute agreement, single measurement",
     "kappa_kind": "Cohen's unweighted kappa of the grades",
+    "kappa_linear_kind": "Cohen's linearly weighted kappa (normal, mild, moderate, severe)",
+    "subject_kind": "t2star_subject_*: one value per subject, the mean over its slices",
+    "interval_kind": "*_ci_low/_ci_high: 95% percentile bootstrap over subjects (seed 0)",
 }
 
 
@@ -51,7 +57,10 @@ def write_agreement_files(
     pngs: Mapping[str, bytes],
     summary: Mapping[str, Any],
 ) -> list[Path]:
-    """Write ``<tag>_table.csv``, ``<tag>_<name>.png`` and ``<tag>_summary.json`` into ``folder``.
+    """Write the table, subject table, figures and summary of one report into ``folder``.
+
+    Files: ``<tag>_table.csv``, ``<tag>_subjects.csv``, ``<tag>_<name>.png``,
+    ``<tag>_summary.json``.
 
     Args:
         folder: Output folder (created if needed).
@@ -71,7 +80,14 @@ def write_agreement_files(
         writer = csv.DictWriter(handle, fieldnames=AGREEMENT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: csv_text(row[k]) for k in AGREEMENT_COLUMNS} for row in rows)
-    written = [table]
+    subjects = folder / f"{tag}_subjects.csv"
+    with atomic_path(subjects) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUBJECT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(
+            {k: csv_text(row[k]) for k in SUBJECT_COLUMNS} for row in subject_rows(rows)
+        )
+    written = [table, subjects]
     for name, png in pngs.items():
         written.append(folder / f"{tag}_{name}.png")
         with atomic_path(written[-1]) as tmp:
@@ -148,3 +164,38 @@ def log_agreement_media(
         logger.log_metrics(payload, step=step)
     except Exception as err:  # anything W&B raises is logged
         log.warning("T2* agreement not logged to W&B: %s: %s", type(err).__name__, err)
+
+
+def _interval(summary: Mapping[str, float], key: str, fmt: str) -> str:
+    """``value [low, high]`` of a summary key and its interval keys."""
+    low, high = summary.get(f"{key}_ci_low", math.nan), summary.get(f"{key}_ci_high", math.nan)
+    return f"{summary[key]:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def format_agreement_summary(summary: Mapping[str, float]) -> str:
+    """Plain-text lines of the global T2* agreement, per slice and per subject, with 95% CIs.
+
+    Args:
+        summary: :func:`~cmrseg.t2star.mask_agreement.agreement_summary` of a report.
+    """
+    lines = ["T2* agreement, global region (value [95% bootstrap CI over subjects]):"]
+    for label, other in (
+        ("predicted vs reference masks", ""),
+        ("predicted masks vs truth", "true_"),
+    ):
+        for level, prefix in (("per slice", "t2star_"), ("per subject", "t2star_subject_")):
+            key = f"{prefix}{other}"
+            if not summary.get(f"{key}n"):
+                lines.append(f"  {label}, {level}: no pair with both values")
+                continue
+            lines.append(
+                f"  {label}, {level} (n={int(summary[f'{key}n'])}): "
+                f"bias {_interval(summary, f'{key}bias_ms', '+.2f')} ms, "
+                f"95% LoA {_interval(summary, f'{key}loa_low_ms', '+.2f')} .. "
+                f"{_interval(summary, f'{key}loa_high_ms', '+.2f')} ms, "
+                f"bias {_interval(summary, f'{key}bias_pct', '+.1f')}%, "
+                f"ICC(2,1) {_interval(summary, f'{key}icc', '.3f')}, "
+                f"kappa {_interval(summary, f'{key}kappa', '.2f')}, "
+                f"linearly weighted {_interval(summary, f'{key}kappa_linear', '.2f')}"
+            )
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cmrseg.t2star.agreement import bland_altman
+from cmrseg.stats.agreement import bland_altman
 
 __all__ = ["agreement_pngs", "bland_altman_figure", "figure_png", "scatter_figure"]
 

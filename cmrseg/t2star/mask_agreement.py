@@ -4,7 +4,9 @@ For each slice, T2* of the global myocardium and of its six sectors (contract se
 fitted with :func:`~cmrseg.t2star.quantify_slice` on the predicted and on the reference mask;
 where the data has the true map ``t2star_ms`` (synthetic data), the mean true T2* of each
 reference region is added. One row per slice and region (:data:`AGREEMENT_COLUMNS`);
-:func:`agreement_summary` turns the rows into the scalars of :data:`SUMMARY_KEYS`.
+:func:`agreement_summary` turns the rows into the scalars of :data:`SUMMARY_KEYS` (per slice
+and per subject, :func:`subject_rows`) and their bootstrap intervals over subjects
+(:data:`INTERVAL_KEYS`, :mod:`cmrseg.stats`).
 
 Everything that does not depend on the prediction (the reference fit, the true T2*, the noise
 SD) is computed once per slice by :func:`reference_slice`; :class:`MaskAgreement` keeps it, so
@@ -25,7 +27,15 @@ from tqdm.auto import tqdm
 
 from cmrseg.core.geometry import estimate_rv_insertion, sector_map
 from cmrseg.core.labels import MYOCARDIUM
-from cmrseg.t2star.agreement import bland_altman, cohen_kappa, icc
+from cmrseg.stats import (
+    DEFAULT_N_BOOT,
+    agreement_intervals,
+    bland_altman,
+    cohen_kappa,
+    group_means,
+    icc,
+    ordinal_median,
+)
 from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.grading import GRADE_LOWER_BOUNDS_MS, grade_t2star
 from cmrseg.t2star.quantify import (
@@ -43,6 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGREEMENT_COLUMNS",
+    "INTERVAL_KEYS",
+    "SUBJECT_COLUMNS",
     "SUMMARY_KEYS",
     "MaskAgreement",
     "ReferenceSlice",
@@ -52,6 +64,7 @@ __all__ = [
     "merge_rows",
     "reference_point",
     "reference_slice",
+    "subject_rows",
     "true_region_means",
 ]
 
@@ -73,34 +86,70 @@ AGREEMENT_COLUMNS: tuple[str, ...] = (
     "n_pixels_ref",
 )
 
-#: Scalars of :func:`agreement_summary`. ``pred`` is T2* on the predicted mask, ``ref`` on the
-#: reference mask, ``true`` the mean true T2*; unprefixed keys compare pred with ref on the
-#: global rows (bias = mean of pred - ref), ``sectors_`` the same on the pooled sector rows,
-#: ``true_`` pred with true on the global rows (NaN without a true map). ``_n`` counts the pairs
-#: with both values. ICC is ICC(2,1) (two-way random effects, absolute agreement, single
-#: measurement); kappa is Cohen's unweighted kappa of the grades.
-SUMMARY_KEYS: tuple[str, ...] = (
-    "t2star_n",
-    "t2star_bias_ms",
-    "t2star_loa_low_ms",
-    "t2star_loa_high_ms",
-    "t2star_icc",
-    "t2star_kappa",
-    "t2star_sectors_n",
-    "t2star_sectors_bias_ms",
-    "t2star_sectors_loa_low_ms",
-    "t2star_sectors_loa_high_ms",
-    "t2star_sectors_icc",
-    "t2star_sectors_kappa",
-    "t2star_true_n",
-    "t2star_true_bias_ms",
-    "t2star_true_loa_low_ms",
-    "t2star_true_loa_high_ms",
-    "t2star_true_icc",
-    "t2star_pred_ok_fraction",
+#: Columns of :func:`subject_rows`: one row per subject and region.
+SUBJECT_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "region",
+    "n_slices",
+    "t2star_pred_ms",
+    "t2star_ref_ms",
+    "t2star_true_ms",
+    "grade_pred",
+    "grade_ref",
+    "grade_true",
 )
 
-_GRADES = tuple(grade for grade, _ in reversed(GRADE_LOWER_BOUNDS_MS))
+# key suffix of each statistic of cmrseg.stats.agreement_intervals
+_STATISTIC_KEYS = {
+    "bias": "bias_ms",
+    "loa_low": "loa_low_ms",
+    "loa_high": "loa_high_ms",
+    "bias_pct": "bias_pct",
+    "loa_low_pct": "loa_low_pct",
+    "loa_high_pct": "loa_high_pct",
+    "icc": "icc",
+    "kappa": "kappa",
+    "kappa_linear": "kappa_linear",
+}
+# (key prefix, per subject, compared with): the global region, with bootstrap intervals
+_COMPARISONS = (
+    ("t2star_", False, "ref"),
+    ("t2star_true_", False, "true"),
+    ("t2star_subject_", True, "ref"),
+    ("t2star_subject_true_", True, "true"),
+)
+_SECTOR_KEYS = ("n", "bias_ms", "loa_low_ms", "loa_high_ms", "icc", "kappa", "kappa_linear")
+
+#: Scalars of :func:`agreement_summary` (logged by the T2* callback). ``pred`` is T2* on the
+#: predicted mask, ``ref`` on the reference mask, ``true`` the mean true T2*. On the global
+#: region: ``t2star_`` compares pred with ref per slice (bias = mean of pred - ref; ``_pct``:
+#: Bland-Altman in percent of the pair's mean), ``t2star_true_`` pred with true per slice (NaN
+#: without a true map), ``t2star_subject_`` and ``t2star_subject_true_`` the same with one
+#: value per subject (:func:`subject_rows`); ``t2star_sectors_`` compares pred with ref on the
+#: pooled sector rows per slice. ``_n`` counts the pairs with both values. ICC is ICC(2,1)
+#: (two-way random effects, absolute agreement, single measurement); ``kappa`` is Cohen's
+#: unweighted kappa of the grades, ``kappa_linear`` the linearly weighted one (grades ordered
+#: normal, mild, moderate, severe).
+SUMMARY_KEYS: tuple[str, ...] = (
+    *(
+        f"{prefix}{key}"
+        for prefix, _, _ in _COMPARISONS
+        for key in ("n", *_STATISTIC_KEYS.values())
+    ),
+    *(f"t2star_sectors_{key}" for key in _SECTOR_KEYS),
+    "t2star_pred_ok_fraction",
+)
+#: 95% bootstrap intervals (whole subjects resampled, seeded) of the statistics of the
+#: global comparisons in :data:`SUMMARY_KEYS`: ``<key>_ci_low`` and ``<key>_ci_high``.
+INTERVAL_KEYS: tuple[str, ...] = tuple(
+    f"{prefix}{key}_ci_{end}"
+    for prefix, _, _ in _COMPARISONS
+    for key in _STATISTIC_KEYS.values()
+    for end in ("low", "high")
+)
+
+# normal, mild, moderate, severe: the order of the weighted kappa and of the median grade
+_GRADES = tuple(grade for grade, _ in GRADE_LOWER_BOUNDS_MS)
 
 
 @dataclass(frozen=True)
@@ -336,47 +385,96 @@ def merge_rows(parts: Iterable[Sequence[Mapping[str, Any]]]) -> list[dict[str, A
     return sorted(unique.values(), key=lambda row: row["slice_index"])
 
 
-def _pair_stats(
-    prefix: str, a: np.ndarray, b: np.ndarray, grades: tuple[list[str], list[str]] | None
-) -> dict[str, float]:
-    """Bias, limits of agreement, ICC(2,1) and (given grades) kappa of pairs ``a`` vs ``b``."""
-    ba = bland_altman(a, b)
-    out = {
-        f"{prefix}n": float(ba.n),
-        f"{prefix}bias_ms": ba.bias,
-        f"{prefix}loa_low_ms": ba.loa_low,
-        f"{prefix}loa_high_ms": ba.loa_high,
-        f"{prefix}icc": icc(np.stack([a, b], axis=1), "2,1"),
-    }
-    if grades is not None:
-        out[f"{prefix}kappa"] = cohen_kappa(*grades, categories=_GRADES)
+def subject_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per subject and region (:data:`SUBJECT_COLUMNS`) from agreement rows.
+
+    T2* values are the means of the subject's slices that have a value (NaN when none has);
+    grades are the median grade of its slices (:func:`~cmrseg.stats.ordinal_median`: with two
+    middle grades the more severe), which needs no field strength to re-grade a mean.
+
+    Args:
+        rows: Rows of :func:`agreement_rows` (keys :data:`AGREEMENT_COLUMNS`).
+
+    Returns:
+        Rows in order of first appearance of (subject, region).
+    """
+    keys = [(str(r["subject_id"]), str(r["region"])) for r in rows]
+    values = [[float(r[f"t2star_{m}_ms"]) for m in ("pred", "ref", "true")] for r in rows]
+    groups, means = group_means(keys, np.array(values, dtype=float).reshape(len(rows), 3))
+    members: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for key, row in zip(keys, rows, strict=True):
+        members.setdefault(key, []).append(row)
+    out = []
+    for (subject, region), mean in zip(groups, means, strict=True):
+        group = members[(subject, region)]
+        out.append(
+            {
+                "subject_id": subject,
+                "region": region,
+                "n_slices": len(group),
+                "t2star_pred_ms": float(mean[0]),
+                "t2star_ref_ms": float(mean[1]),
+                "t2star_true_ms": float(mean[2]),
+                **{
+                    f"grade_{m}": ordinal_median([r[f"grade_{m}"] for r in group], _GRADES)
+                    for m in ("pred", "ref", "true")
+                },
+            }
+        )
     return out
 
 
-def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Agreement scalars of an agreement table (keys :data:`SUMMARY_KEYS`).
+def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    return np.array([float(r[key]) for r in rows], dtype=float)
+
+
+def agreement_summary(
+    rows: Sequence[Mapping[str, Any]], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> dict[str, float]:
+    """Agreement scalars of an agreement table and their intervals.
 
     Args:
         rows: Rows of :func:`agreement_rows`.
+        n_boot: Bootstrap replicates of the intervals.
+        seed: Seed of the bootstrap (its own generator: no global random state is touched).
 
     Returns:
-        Scalars; NaN where undefined (e.g. no pair, or kappa with a single grade everywhere).
+        The keys of :data:`SUMMARY_KEYS` and then :data:`INTERVAL_KEYS`; NaN where undefined
+        (e.g. no pair, or kappa with a single grade everywhere).
     """
-
-    def column(subset: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
-        return np.array([float(r[key]) for r in subset], dtype=float)
-
     glob = [r for r in rows if r["region"] == "global"]
-    sectors = [r for r in rows if r["region"] != "global"]
+    levels = {False: glob, True: subject_rows(glob)}
     out: dict[str, float] = {}
-    for prefix, subset in (("t2star_", glob), ("t2star_sectors_", sectors)):
-        grades = ([r["grade_pred"] for r in subset], [r["grade_ref"] for r in subset])
-        out |= _pair_stats(
-            prefix, column(subset, "t2star_pred_ms"), column(subset, "t2star_ref_ms"), grades
+    for prefix, per_subject, other in _COMPARISONS:
+        subset = levels[per_subject]
+        n, intervals = agreement_intervals(
+            _column(subset, "t2star_pred_ms"),
+            _column(subset, f"t2star_{other}_ms"),
+            [str(r["subject_id"]) for r in subset],
+            grades=([r["grade_pred"] for r in subset], [r[f"grade_{other}"] for r in subset]),
+            categories=_GRADES,
+            n_boot=n_boot,
+            seed=seed,
         )
-    out |= _pair_stats(
-        "t2star_true_", column(glob, "t2star_pred_ms"), column(glob, "t2star_true_ms"), None
-    )
+        out[f"{prefix}n"] = float(n)
+        for name, suffix in _STATISTIC_KEYS.items():
+            interval = intervals[name]
+            out[f"{prefix}{suffix}"] = interval.value
+            out[f"{prefix}{suffix}_ci_low"] = interval.low
+            out[f"{prefix}{suffix}_ci_high"] = interval.high
+    sectors = [r for r in rows if r["region"] != "global"]
+    pred, ref = _column(sectors, "t2star_pred_ms"), _column(sectors, "t2star_ref_ms")
+    ba = bland_altman(pred, ref)
+    grades = ([r["grade_pred"] for r in sectors], [r["grade_ref"] for r in sectors])
+    out |= {
+        "t2star_sectors_n": float(ba.n),
+        "t2star_sectors_bias_ms": ba.bias,
+        "t2star_sectors_loa_low_ms": ba.loa_low,
+        "t2star_sectors_loa_high_ms": ba.loa_high,
+        "t2star_sectors_icc": icc(np.stack([pred, ref], axis=1), "2,1"),
+        "t2star_sectors_kappa": cohen_kappa(*grades, categories=_GRADES),
+        "t2star_sectors_kappa_linear": cohen_kappa(*grades, categories=_GRADES, weights="linear"),
+    }
     ok = [r["status_pred"] == "ok" for r in rows]
     out["t2star_pred_ok_fraction"] = float(np.mean(ok)) if ok else math.nan
-    return {key: out[key] for key in SUMMARY_KEYS}
+    return {key: out[key] for key in (*SUMMARY_KEYS, *INTERVAL_KEYS)}
