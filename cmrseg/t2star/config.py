@@ -54,6 +54,14 @@ class RegionOptions:
             ``no_reference_point``.
         standard_rv_angle_deg: Direction of the insertion point assumed by that estimate.
         septal_width_deg: Angular width of the full-thickness mid-septal ROI.
+        floor_truncation_below_ms: ``median_pixel`` regions whose censored median is below this
+            are refitted on their leading echoes above the wall's own late-echo floor
+            (:func:`~cmrseg.t2star.floor_truncation`); 0 never.
+        floor_after_t2star: Echoes later than ``TE1 + floor_after_t2star x T2*`` measure that
+            floor (the myocardial signal there is below exp(-floor_after_t2star) of the first
+            echo); at least two are needed, else no refit.
+        floor_factor: Leading echoes whose median signal over the region exceeds this multiple
+            of the floor are kept (at least two).
     """
 
     estimator: str
@@ -64,6 +72,9 @@ class RegionOptions:
     rv_insertion_fallback: str
     standard_rv_angle_deg: float
     septal_width_deg: float
+    floor_truncation_below_ms: float
+    floor_after_t2star: float
+    floor_factor: float
 
     def __post_init__(self) -> None:
         choices = {
@@ -81,6 +92,10 @@ class RegionOptions:
             raise ValueError(
                 f"region.min_usable_share must be in [0, 1], got {self.min_usable_share}"
             )
+        for name in ("floor_truncation_below_ms", "floor_after_t2star", "floor_factor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"region.{name} must be finite and >= 0, got {value}")
         if not (math.isfinite(self.core_erosion_mm) and self.core_erosion_mm >= 0):
             raise ValueError(
                 f"region.core_erosion_mm must be finite and >= 0, got {self.core_erosion_mm}"
