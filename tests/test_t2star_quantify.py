@@ -191,8 +191,29 @@ def test_empty_and_tiny_masks_carry_statuses() -> None:
 
 def test_missing_reference_point_is_estimated_or_reported() -> None:
     images, labels, _ = lv_slice(2)
-    estimated = quantify_slice(images, TE_MS, labels, (np.nan, np.nan), config=_config(), sigma=0)
-    assert estimated[2].t2star_ms == pytest.approx(5.0, rel=0.1)
+    # no RV in the image: no reference point rather than a guess
+    unknown = (np.nan, np.nan)
+    guessed = quantify_slice(images, TE_MS, labels, unknown, config=_config(), sigma=0)
+    assert [r.status for r in guessed[1:]] == [Status.NO_REFERENCE_POINT] * 6
+    assert guessed[1].qc_reasons == ("insertion_point_not_found",)
+    # an RV blood pool over the septum (counterclockwise of the insertion point)
+    rows, cols = np.indices((SIZE, SIZE), dtype=float)
+    radius = np.hypot(rows - CENTER, cols - CENTER)
+    rv = (radius > 25) & (radius < 36) & ((_angle(rows, cols) - RV_ANGLE) % 360 < 120)
+    with_rv = np.where(rv, 700.0 * np.exp(-TE_MS / 80.0)[:, None, None], images)
+    found = quantify_slice(with_rv, TE_MS, labels, unknown, config=_config(), sigma=0)
+    assert found[2].t2star_ms == pytest.approx(5.0, rel=0.1)
+    assert found[2].qc_reasons[0].startswith("estimated_insertion_point=")
+    fixed = quantify_slice(
+        images,
+        TE_MS,
+        labels,
+        unknown,
+        config=_config(rv_insertion_fallback="standard_orientation"),
+        sigma=0,
+    )
+    assert fixed[2].t2star_ms == pytest.approx(5.0, rel=0.1)
+    assert fixed[2].qc_reasons == ("estimated_insertion_point:standard_orientation",)
     none = quantify_slice(
         images, TE_MS, labels, None, config=_config(rv_insertion_fallback="none"), sigma=0.0
     )

@@ -45,7 +45,12 @@ from cmrseg.t2star.quantify import (
     slice_noise_sigma,
     t2star_map,
 )
-from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
+from cmrseg.t2star.regions import (
+    RvInsertionEstimate,
+    core_erosion_px,
+    estimate_rv_insertion_from_image,
+    wall_core_mask,
+)
 from cmrseg.t2star.signal import (
     NoiseEstimate,
     NoiseEstimateError,
@@ -76,6 +81,7 @@ __all__ = [
     "ReferenceSlice",
     "RegionOptions",
     "RegionResult",
+    "RvInsertionEstimate",
     "SliceNoise",
     "Status",
     "T2StarConfig",
@@ -84,6 +90,7 @@ __all__ = [
     "censored_median",
     "core_erosion_px",
     "estimate_noise",
+    "estimate_rv_insertion_from_image",
     "fit_curve_lmfit",
     "fit_curves",
     "fit_loglinear",

@@ -49,10 +49,15 @@ class RegionOptions:
             with fewer usable pixel fits (a value, or censored at a bound) are ``fit_failed``.
         min_usable_share: ``median_pixel`` regions where a smaller share of the pixels has a
             usable fit are ``fit_failed`` (their median would describe a minority).
-        rv_insertion_fallback: When ``rv_insertion`` is NaN: ``standard_orientation`` estimates
-            it (:func:`~cmrseg.t2star.estimate_rv_insertion`, logged), ``none`` reports
-            ``no_reference_point``.
-        standard_rv_angle_deg: Direction of the insertion point assumed by that estimate.
+        rv_insertion_fallback: When ``rv_insertion`` is NaN: ``image`` finds it from the RV
+            blood pool beside the septum (:func:`~cmrseg.t2star.estimate_rv_insertion_from_image`;
+            ``no_reference_point`` below ``rv_insertion_min_confidence``),
+            ``standard_orientation`` assumes it at ``standard_rv_angle_deg``
+            (:func:`~cmrseg.t2star.estimate_rv_insertion`), ``none`` reports
+            ``no_reference_point``. The sector rows say which in ``qc_reasons``.
+        rv_insertion_min_confidence: Least confidence of the image estimate.
+        standard_rv_angle_deg: Direction of the insertion point assumed by
+            ``standard_orientation``.
         septal_width_deg: Angular width of the full-thickness mid-septal ROI.
         floor_truncation_below_ms: ``median_pixel`` regions whose censored median is below this
             are refitted on their leading echoes above the wall's own late-echo floor
@@ -70,6 +75,7 @@ class RegionOptions:
     min_pixels: int
     min_usable_share: float
     rv_insertion_fallback: str
+    rv_insertion_min_confidence: float
     standard_rv_angle_deg: float
     septal_width_deg: float
     floor_truncation_below_ms: float
@@ -80,7 +86,7 @@ class RegionOptions:
         choices = {
             "estimator": ("mean_signal", "median_pixel"),
             "wall": ("full", "core"),
-            "rv_insertion_fallback": ("standard_orientation", "none"),
+            "rv_insertion_fallback": ("image", "standard_orientation", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -17,7 +17,11 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.t2star.config import RegionOptions, T2StarConfig
 from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
-from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
+from cmrseg.t2star.regions import (
+    core_erosion_px,
+    estimate_rv_insertion_from_image,
+    wall_core_mask,
+)
 from cmrseg.t2star.signal import NoiseEstimateError, estimate_noise
 from cmrseg.t2star.status import Status, status_code
 
@@ -509,8 +513,9 @@ def quantify_slice(
         te_ms: Echo times [E] in ms.
         labels: ``[H, W]`` with 0 background, 1 blood pool, 2 myocardium.
         rv_insertion: ``(row, col)`` of the anterior RV insertion point; NaN or ``None`` when
-            unknown (then ``config.region.rv_insertion_fallback`` decides, and the sector rows
-            say ``estimated_insertion_point`` in ``qc_reasons``).
+            unknown (then ``config.region.rv_insertion_fallback`` decides: the sector rows say
+            ``estimated_insertion_point=<confidence>`` in ``qc_reasons``, or are
+            ``no_reference_point`` with the reason when the point is not found confidently).
         config: T2* settings.
         phase_encoding_axis: 0 (rows), 1 (columns) or -1 (unknown); shapes the wall core and
             the background used for the noise level.
@@ -557,14 +562,14 @@ def quantify_slice(
         return dataclasses.replace(result, qc_reasons=(*result.qc_reasons, *extra))
 
     results = [_region(wall, "global")]
-    point, estimated = _reference_point(labels, rv_insertion, config)
+    point, extra = _reference_point(images, labels, rv_insertion, config)
     if point is None:
         results += [
-            RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT) for name in REGIONS[1:]
+            RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT, qc_reasons=extra)
+            for name in REGIONS[1:]
         ]
         return results
     sectors = sector_map(labels, point)
-    extra = ("estimated_insertion_point",) if estimated else ()
     for k, name in enumerate(REGIONS[1:], start=1):
         results.append(_region(wall & (sectors == k), name, extra))
     return results
@@ -589,20 +594,32 @@ def _slice_erosion_px(
 
 
 def _reference_point(
-    labels: np.ndarray, rv_insertion: tuple[float, float] | np.ndarray | None, config: T2StarConfig
-) -> tuple[tuple[float, float] | None, bool]:
-    """The sector anchor and whether it was estimated."""
+    images: np.ndarray,
+    labels: np.ndarray,
+    rv_insertion: tuple[float, float] | np.ndarray | None,
+    config: T2StarConfig,
+) -> tuple[tuple[float, float] | None, tuple[str, ...]]:
+    """The sector anchor (``None``: no reference point) and the QC reasons it brings."""
     if rv_insertion is not None and np.all(np.isfinite(np.asarray(rv_insertion, dtype=float))):
         row, col = (float(v) for v in rv_insertion)
-        return (row, col), False
-    if config.region.rv_insertion_fallback == "none":
-        return None, False
-    point = estimate_rv_insertion(labels, config.region.standard_rv_angle_deg)
-    if point is not None:
-        log.info(
-            "rv_insertion unknown: assumed standard orientation, estimated at (%.1f, %.1f)", *point
-        )
-    return point, True
+        return (row, col), ()
+    fallback = config.region.rv_insertion_fallback
+    if fallback == "none":
+        return None, ()
+    if fallback == "standard_orientation":
+        point = estimate_rv_insertion(labels, config.region.standard_rv_angle_deg)
+        if point is not None:
+            log.info("rv_insertion unknown: assumed standard orientation, at (%.1f, %.1f)", *point)
+        return point, ("estimated_insertion_point:standard_orientation",)
+    estimate = estimate_rv_insertion_from_image(images, labels)
+    if estimate is None:
+        return None, ("insertion_point_not_found",)
+    confidence = f"{estimate.confidence:.2f}"
+    if estimate.confidence < config.region.rv_insertion_min_confidence:
+        log.info("rv_insertion unknown and not found with confidence (%s)", confidence)
+        return None, (f"insertion_point_confidence={confidence}",)
+    log.info("rv_insertion unknown: found in the image at (%.1f, %.1f)", *estimate.point)
+    return estimate.point, (f"estimated_insertion_point={confidence}",)
 
 
 def t2star_map(
