@@ -31,7 +31,7 @@ from cmrseg.t2star import load_t2star_config, quantify_stack
 SWEEP = {
     "min_r2": ("r2", np.less, (0.5, 0.6, 0.7, 0.8, 0.9)),
     "max_failed_share": ("failed_pixels", np.greater, (0.1, 0.2, 0.3, 0.4, 0.5)),
-    "max_ci_relative_width": ("ci_width", np.greater, (0.05, 0.1, 0.2, 0.3, 0.5)),
+    "max_ci_relative_width": ("ci_width", np.greater, (0.05, 0.06, 0.07, 0.08, 0.1, 0.2, 0.5)),
     "max_censored_share": ("censored_pixels", np.greater, (0.05, 0.1, 0.25, 0.5)),
 }
 _ALWAYS = [

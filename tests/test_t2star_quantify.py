@@ -415,7 +415,11 @@ def test_cli_writes_the_contract_csv(tmp_path: Path) -> None:
     lit = by_key[("0", "sector1")]
     assert lit["status"] == "ok" and float(lit["t2star_ms"]) == pytest.approx(5.0, rel=0.05)
     assert lit["grade"] == "severe" and lit["slice_location"] == "base"
-    assert by_key[("1", "sector4")]["grade"] == "severe"  # estimated reference point
+    # no marked point and no RV in the image: no sector values rather than a guessed anchor
+    unanchored = by_key[("1", "sector4")]
+    assert unanchored["status"] == "no_reference_point" and unanchored["grade"] == ""
+    assert unanchored["qc"] == "review"
+    assert unanchored["qc_reasons"].startswith("insertion_point_not_found")
     assert float(by_key[("0", "sector2")]["t2star_ms"]) == pytest.approx(30.0, rel=0.05)
     for region in REGIONS:
         row = by_key[("2", region)]
