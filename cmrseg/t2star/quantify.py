@@ -369,6 +369,10 @@ def quantify_region(
     ``below_range`` (with the bound in ``bound_ms``) when the middle rank is below the lower
     bound. A region-level fit of the mean signal is no remedy for short T2*: on the phantom it
     returned 10-50 ms for a true 2-4 ms (blood partial volume dominates the late echoes).
+    Instead, a region whose censored median (from a trustworthy first fit) is below
+    ``region.floor_truncation_below_ms`` is refitted on its echoes above the wall's own
+    late-echo floor (:func:`floor_truncation`; exactly determined two-echo fits allowed), and
+    ``method`` ends in ``/first_N_echoes``.
 
     Args:
         images: Magnitude images ``[E, H, W]``.
