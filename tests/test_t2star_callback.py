@@ -241,6 +241,10 @@ def test_perfect_segmenter_with_csv_logger(synth_path: Path, tmp_path: Path, cap
         assert row["t2star_pred_ms"] == row["t2star_ref_ms"]
         assert row["grade_pred"] == row["grade_ref"]
         assert row["n_pixels_pred"] == row["n_pixels_ref"]
+        assert row["method_pred"] == row["method_ref"] != ""
+        assert (row["qc_pred"], row["qc_reasons_pred"]) == (row["qc_ref"], row["qc_reasons_ref"])
+        assert row["qc_pred"] in ("pass", "review") and float(row["noise_sigma"]) > 0
+    assert all(r["method_pred"].startswith("median_pixel/core/noise_corrected") for r in glob)
     # the true T2* (mean of the map over the reference myocardium) is near the fitted value
     fitted = np.array([float(r["t2star_ref_ms"]) for r in glob])
     true = np.array([float(r["t2star_true_ms"]) for r in glob])

@@ -12,7 +12,7 @@ from cmrseg.core.geometry import (
     sector_map,
     septal_roi_mask,
 )
-from cmrseg.t2star import core_erosion_px, wall_core_mask
+from cmrseg.t2star import core_erosion_px, estimate_rv_insertion_from_image, wall_core_mask
 
 CENTER = (64.0, 64.0)
 ENDO_RADIUS, EPI_RADIUS = 18.0, 27.0
@@ -155,3 +155,48 @@ def test_rv_insertion_estimate_from_standard_orientation() -> None:
     row, col = estimate_rv_insertion(labels, 120.0)
     assert (row, col) == pytest.approx(point_at(120.0, EPI_RADIUS - 0.5), abs=0.8)
     assert estimate_rv_insertion(np.zeros((8, 8), dtype=np.uint8), 120.0) is None
+
+
+def _slice_with_rv(arc_deg: tuple[float, float] | None, seed: int = 0) -> tuple:
+    """Two-echo images of the ring LV: blood 200 -> 180, wall 100 -> 40, RV cavity over ``arc``."""
+    labels = ring_labels()
+    rows, cols = np.indices(labels.shape, dtype=float)
+    radius = np.hypot(rows - CENTER[0], cols - CENTER[1])
+    angle = np.degrees(np.arctan2(-(rows - CENTER[0]), cols - CENTER[1])) % 360.0
+    early = np.where(labels == 1, 200.0, np.where(labels == 2, 100.0, 5.0))
+    late = np.where(labels == 1, 180.0, np.where(labels == 2, 40.0, 5.0))
+    if arc_deg is not None:
+        low, high = arc_deg
+        rv = (radius > EPI_RADIUS) & (radius < EPI_RADIUS + 14) & ((angle - low) % 360 < high - low)
+        early, late = np.where(rv, 180.0, early), np.where(rv, 150.0, late)
+    noise = np.random.default_rng(seed).normal(0.0, 3.0, (2, *labels.shape))
+    return np.abs(np.stack([early, late]) + noise), labels
+
+
+def test_rv_insertion_is_found_from_the_rv_blood_pool() -> None:
+    images, labels = _slice_with_rv((100.0, 220.0))
+    found = estimate_rv_insertion_from_image(images, labels)
+    assert found is not None and found.confidence > 0.9
+    assert found.contact_arc_deg == pytest.approx(120.0, abs=8.0)
+    row0, col0 = lv_centroid(labels)
+    angle = np.degrees(np.arctan2(-(found.point[0] - row0), found.point[1] - col0)) % 360.0
+    assert angle == pytest.approx(100.0, abs=4.0)  # the clockwise end: sector 2 is septal
+    assert np.hypot(found.point[0] - row0, found.point[1] - col0) == pytest.approx(27.0, abs=1.5)
+    # rotated heart: the estimate follows the image, not a fixed orientation
+    images, labels = _slice_with_rv((10.0, 130.0), seed=1)
+    found = estimate_rv_insertion_from_image(images, labels)
+    angle = np.degrees(np.arctan2(-(found.point[0] - row0), found.point[1] - col0)) % 360.0
+    assert angle == pytest.approx(10.0, abs=4.0)
+
+
+def test_rv_insertion_is_not_guessed_without_an_rv() -> None:
+    images, labels = _slice_with_rv(None)
+    assert estimate_rv_insertion_from_image(images, labels) is None
+    # bright all around the LV (no septal arc to anchor on)
+    images, labels = _slice_with_rv((0.0, 360.0))
+    assert estimate_rv_insertion_from_image(images, labels) is None
+    # two arcs of equal length: no confidence
+    images, labels = _slice_with_rv((20.0, 100.0))
+    other, _ = _slice_with_rv((200.0, 280.0))
+    found = estimate_rv_insertion_from_image(np.maximum(images, other), labels)
+    assert found is not None and found.confidence < 0.5

@@ -38,13 +38,19 @@ from cmrseg.t2star.quantify import (
     RegionResult,
     SliceNoise,
     censored_median,
+    floor_truncation,
     quantify_region,
     quantify_slice,
     slice_noise,
     slice_noise_sigma,
     t2star_map,
 )
-from cmrseg.t2star.regions import core_erosion_px, wall_core_mask
+from cmrseg.t2star.regions import (
+    RvInsertionEstimate,
+    core_erosion_px,
+    estimate_rv_insertion_from_image,
+    wall_core_mask,
+)
 from cmrseg.t2star.signal import (
     NoiseEstimate,
     NoiseEstimateError,
@@ -75,6 +81,7 @@ __all__ = [
     "ReferenceSlice",
     "RegionOptions",
     "RegionResult",
+    "RvInsertionEstimate",
     "SliceNoise",
     "Status",
     "T2StarConfig",
@@ -83,10 +90,12 @@ __all__ = [
     "censored_median",
     "core_erosion_px",
     "estimate_noise",
+    "estimate_rv_insertion_from_image",
     "fit_curve_lmfit",
     "fit_curves",
     "fit_loglinear",
     "fit_map",
+    "floor_truncation",
     "grade_t2star",
     "grading_field_t",
     "load_t2star_config",

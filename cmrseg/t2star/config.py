@@ -49,11 +49,24 @@ class RegionOptions:
             with fewer usable pixel fits (a value, or censored at a bound) are ``fit_failed``.
         min_usable_share: ``median_pixel`` regions where a smaller share of the pixels has a
             usable fit are ``fit_failed`` (their median would describe a minority).
-        rv_insertion_fallback: When ``rv_insertion`` is NaN: ``standard_orientation`` estimates
-            it (:func:`~cmrseg.t2star.estimate_rv_insertion`, logged), ``none`` reports
-            ``no_reference_point``.
-        standard_rv_angle_deg: Direction of the insertion point assumed by that estimate.
+        rv_insertion_fallback: When ``rv_insertion`` is NaN: ``image`` finds it from the RV
+            blood pool beside the septum (:func:`~cmrseg.t2star.estimate_rv_insertion_from_image`;
+            ``no_reference_point`` below ``rv_insertion_min_confidence``),
+            ``standard_orientation`` assumes it at ``standard_rv_angle_deg``
+            (:func:`~cmrseg.t2star.estimate_rv_insertion`), ``none`` reports
+            ``no_reference_point``. The sector rows say which in ``qc_reasons``.
+        rv_insertion_min_confidence: Least confidence of the image estimate.
+        standard_rv_angle_deg: Direction of the insertion point assumed by
+            ``standard_orientation``.
         septal_width_deg: Angular width of the full-thickness mid-septal ROI.
+        floor_truncation_below_ms: ``median_pixel`` regions whose censored median is below this
+            are refitted on their leading echoes above the wall's own late-echo floor
+            (:func:`~cmrseg.t2star.floor_truncation`); 0 never.
+        floor_after_t2star: Echoes later than ``TE1 + floor_after_t2star x T2*`` measure that
+            floor (the myocardial signal there is below exp(-floor_after_t2star) of the first
+            echo); at least two are needed, else no refit.
+        floor_factor: Leading echoes whose median signal over the region exceeds this multiple
+            of the floor are kept (at least two).
     """
 
     estimator: str
@@ -62,14 +75,18 @@ class RegionOptions:
     min_pixels: int
     min_usable_share: float
     rv_insertion_fallback: str
+    rv_insertion_min_confidence: float
     standard_rv_angle_deg: float
     septal_width_deg: float
+    floor_truncation_below_ms: float
+    floor_after_t2star: float
+    floor_factor: float
 
     def __post_init__(self) -> None:
         choices = {
             "estimator": ("mean_signal", "median_pixel"),
             "wall": ("full", "core"),
-            "rv_insertion_fallback": ("standard_orientation", "none"),
+            "rv_insertion_fallback": ("image", "standard_orientation", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -81,6 +98,10 @@ class RegionOptions:
             raise ValueError(
                 f"region.min_usable_share must be in [0, 1], got {self.min_usable_share}"
             )
+        for name in ("floor_truncation_below_ms", "floor_after_t2star", "floor_factor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"region.{name} must be finite and >= 0, got {value}")
         if not (math.isfinite(self.core_erosion_mm) and self.core_erosion_mm >= 0):
             raise ValueError(
                 f"region.core_erosion_mm must be finite and >= 0, got {self.core_erosion_mm}"

@@ -349,7 +349,12 @@ def _levenberg_marquardt(
 
 
 def fit_curves(
-    te_ms: np.ndarray, signals: np.ndarray, options: FitOptions, sigma: float | None = None
+    te_ms: np.ndarray,
+    signals: np.ndarray,
+    options: FitOptions,
+    sigma: float | None = None,
+    *,
+    min_echoes: int | None = None,
 ) -> MapFit:
     """Fit every curve of ``signals`` at once (vectorized Levenberg-Marquardt).
 
@@ -359,6 +364,8 @@ def fit_curves(
             non-finite sample get ``fit_failed``.
         options: Model, bounds and acceptance thresholds.
         sigma: Noise SD per channel, required by ``truncated`` and ``noise_corrected``.
+        min_echoes: Fewest echoes a fit may use, instead of ``options.min_echoes`` (a region
+            refitted on the echoes above its own floor may use 2: an exactly determined fit).
 
     Returns:
         :class:`MapFit` with the batch shape of ``signals``.
@@ -406,7 +413,9 @@ def fit_curves(
     params[:, 0] *= norm
     if options.model == "mono_offset":
         params[:, 2] *= norm
-    fit = _finish(te, y, weights, f * norm[:, None], params, rate_se, n_used, options, converged)
+    fit = _finish(
+        te, y, weights, f * norm[:, None], params, rate_se, n_used, options, converged, min_echoes
+    )
     return fit.reshape(batch)
 
 
@@ -420,8 +429,12 @@ def _finish(
     n_used: np.ndarray,
     options: FitOptions,
     converged: np.ndarray | None = None,
+    min_echoes: int | None = None,
 ) -> MapFit:
-    """Turn fitted ``(S0, R2*, [C])`` [P, K] into a :class:`MapFit` with statuses."""
+    """Turn fitted ``(S0, R2*, [C])`` [P, K] into a :class:`MapFit` with statuses.
+
+    ``min_echoes`` overrides ``options.min_echoes``.
+    """
     low_ms, high_ms = options.bounds_ms(te)
     s0, rate = params[:, 0], params[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -436,7 +449,8 @@ def _finish(
     finite = np.isfinite(t2star) & np.isfinite(s0) & np.all(np.isfinite(y), axis=1)
     tol = 1e-6
     not_converged = np.zeros(len(y), dtype=bool) if converged is None else ~converged
-    failed = (n_used < options.min_echoes) | ~finite | (s0 <= 0) | not_converged
+    fewest = options.min_echoes if min_echoes is None else min_echoes
+    failed = (n_used < fewest) | ~finite | (s0 <= 0) | not_converged
     below = ~failed & (t2star <= low_ms * (1 + tol))
     above = ~failed & ~below & ((t2star >= high_ms * (1 - tol)) | ~np.isfinite(t2star))
     failed |= ~below & ~above & ~(r2 >= options.min_r2)

@@ -47,6 +47,7 @@ from cmrseg.t2star.quantify import (
     slice_noise,
 )
 from cmrseg.t2star.status import Status
+from cmrseg.t2star.table import qc_columns
 
 if TYPE_CHECKING:
     from cmrseg.data.echo_stack import EchoStackInfo
@@ -84,6 +85,13 @@ AGREEMENT_COLUMNS: tuple[str, ...] = (
     "status_ref",
     "n_pixels_pred",
     "n_pixels_ref",
+    "method_pred",
+    "method_ref",
+    "noise_sigma",
+    "qc_pred",
+    "qc_reasons_pred",
+    "qc_ref",
+    "qc_reasons_ref",
 )
 
 #: Columns of :func:`subject_rows`: one row per subject and region.
@@ -291,6 +299,11 @@ def _value(result: RegionResult) -> float:
     return result.t2star_ms if result.status is Status.OK else math.nan
 
 
+def _qc(suffix: str, result: RegionResult) -> dict[str, str]:
+    qc, reasons = qc_columns(result.status, result.qc_reasons)
+    return {f"qc_{suffix}": qc, f"qc_reasons_{suffix}": reasons}
+
+
 def agreement_rows(
     reference: ReferenceSlice, images: np.ndarray, pred_labels: np.ndarray, config: T2StarConfig
 ) -> list[dict[str, Any]]:
@@ -304,7 +317,8 @@ def agreement_rows(
 
     Returns:
         Seven rows (:data:`REGIONS` order) with the keys of :data:`AGREEMENT_COLUMNS`; T2*
-        values are floats (NaN where missing), grades strings (``""`` where missing).
+        values are floats (NaN where missing), grades strings (``""`` where missing);
+        ``method_*``, ``noise_sigma`` and ``qc_*`` as in ``t2star.csv`` (grading at 1.5 T here).
     """
     pred = quantify_slice(
         images,
@@ -333,6 +347,11 @@ def agreement_rows(
             "status_ref": r.status.value,
             "n_pixels_pred": p.n_pixels,
             "n_pixels_ref": r.n_pixels,
+            "method_pred": p.method,
+            "method_ref": r.method,
+            "noise_sigma": p.noise_sigma,
+            **_qc("pred", p),
+            **_qc("ref", r),
         }
         for p, r, t in zip(pred, reference.reference, reference.true_ms, strict=True)
     ]

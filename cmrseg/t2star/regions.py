@@ -1,4 +1,7 @@
-"""Myocardial regions for T2*: the wall core, eroded away from blood along the phase-encoding axis.
+"""Myocardial regions for T2*: the wall core, and the RV insertion point found in the image.
+
+The wall core is eroded away from blood along the phase-encoding axis; the anterior RV insertion
+point is estimated from the image when the file does not mark it.
 
 Sectors, AHA segments and the septal ROI are geometry shared with the data code and live in
 :mod:`cmrseg.core.geometry`.
@@ -7,15 +10,21 @@ Sectors, AHA segments and the septal ROI are geometry shared with the data code 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import disk
 
-from cmrseg.core.geometry import as_label_image
-from cmrseg.core.labels import MYOCARDIUM
+from cmrseg.core.geometry import as_label_image, displayed_angle_deg, lv_centroid
+from cmrseg.core.labels import BLOOD_POOL, MYOCARDIUM
 
-__all__ = ["core_erosion_px", "wall_core_mask"]
+__all__ = [
+    "RvInsertionEstimate",
+    "core_erosion_px",
+    "estimate_rv_insertion_from_image",
+    "wall_core_mask",
+]
 
 
 def core_erosion_px(
@@ -88,3 +97,98 @@ def wall_core_mask(
     else:
         raise ValueError(f"phase_encoding_axis must be 0, 1 or -1, got {phase_encoding_axis}")
     return ndimage.binary_erosion(wall, structure=structure, border_value=0)
+
+
+@dataclass(frozen=True)
+class RvInsertionEstimate:
+    """The anterior RV insertion point found in the image.
+
+    Attributes:
+        point: ``(row, col)`` in pixels, on the LV epicardium.
+        confidence: 0..1: 1 - (second-longest contact arc / longest), 0 when the longest arc is
+            outside the plausible ``[60, 220]`` degrees.
+        contact_arc_deg: Angular extent of the RV cavity's contact with the LV epicardium.
+    """
+
+    point: tuple[float, float]
+    confidence: float
+    contact_arc_deg: float
+
+
+#: Plausible angular extent (degrees) of the septum covered by the RV cavity.
+_RV_ARC_DEG = (60.0, 220.0)
+#: Angular bin (degrees) of the epicardial radius profile; contact gaps up to _RV_GAP_DEG close.
+_RV_BIN_DEG = 2.0
+_RV_GAP_DEG = 10.0
+
+
+def estimate_rv_insertion_from_image(
+    images: np.ndarray, labels: np.ndarray, blood_fraction: float = 0.5, contact_px: int = 6
+) -> RvInsertionEstimate | None:
+    """Find the anterior RV insertion point from the RV blood pool beside the septum.
+
+    Blood is bright on the first and the last echo alike (long T2*): pixels outside the LV
+    brighter than ``blood_fraction`` of the LV blood pool's median on both echoes, opened by a
+    disk of radius 2 px (removes thin bright layers such as epicardial fat and ghosts), are the
+    candidate blood. The angles around the LV centroid where such blood lies within
+    ``contact_px`` of the LV epicardium (its radius taken per 2-degree bin), gaps up to 10
+    degrees closed, form arcs; the RV cavity along the septum is the longest, and a second arc
+    of comparable length (another bright structure against the heart) lowers the confidence.
+    Sector numbers grow counterclockwise from the anterior point across the septum (contract
+    section 2), so the anterior insertion point is the clockwise end of that arc, placed on the
+    epicardium. No RV (apex, a cut-off field of view) or a fragmented contact gives a low
+    confidence or ``None``.
+
+    Args:
+        images: Magnitude images ``[E, H, W]``.
+        labels: ``[H, W]`` with 0 background, 1 blood pool, 2 myocardium.
+        blood_fraction: Threshold on both echoes as a share of the LV blood pool's median.
+        contact_px: Largest gap in pixels between the epicardium and the RV cavity.
+
+    Returns:
+        :class:`RvInsertionEstimate`, or ``None`` without an LV blood pool, myocardium or any
+        bright region touching the epicardium.
+    """
+    labels = as_label_image(labels)
+    wall, pool = labels == MYOCARDIUM, labels == BLOOD_POOL
+    if not wall.any() or not pool.any() or images.shape[1:] != labels.shape:
+        return None
+    early, late = images[0].astype(float), images[-1].astype(float)
+    lv = ndimage.binary_dilation(wall | pool)
+    blood = (
+        (early > blood_fraction * np.median(early[pool]))
+        & (late > blood_fraction * np.median(late[pool]))
+        & ~lv
+    )
+    blood = ndimage.binary_opening(blood, structure=disk(2).astype(bool))
+    center = lv_centroid(labels)
+    angle = displayed_angle_deg(labels.shape, center)
+    rows, cols = np.indices(labels.shape)
+    radius = np.hypot(rows - center[0], cols - center[1])
+    n_bins = round(360.0 / _RV_BIN_DEG)
+    bins = (angle / _RV_BIN_DEG).astype(int) % n_bins
+    epicardium = np.zeros(n_bins)
+    np.maximum.at(epicardium, bins[wall], radius[wall])
+    near = blood & (radius <= epicardium[bins] + contact_px) & (radius > epicardium[bins] - 1)
+    if not near.any():
+        return None
+    contact = np.zeros(n_bins, dtype=bool)
+    contact[np.unique(bins[near])] = True
+    gap = round(_RV_GAP_DEG / _RV_BIN_DEG)
+    tiled = ndimage.binary_closing(np.tile(contact, 3), structure=np.ones(2 * gap + 1))
+    contact = tiled[n_bins : 2 * n_bins]
+    if contact.all():
+        return None
+    shift = int(np.flatnonzero(~contact)[0])  # start the circle on a gap: runs do not wrap
+    runs, n_runs = ndimage.label(np.roll(contact, -shift))
+    lengths = np.bincount(runs.ravel())[1:] * _RV_BIN_DEG
+    longest = int(np.argmax(lengths))
+    first_bin = (int(np.flatnonzero(runs == longest + 1)[0]) + shift) % n_bins
+    arc = float(lengths[longest])
+    second = float(np.sort(lengths)[-2]) if n_runs > 1 else 0.0
+    plausible = _RV_ARC_DEG[0] <= arc <= _RV_ARC_DEG[1]
+    confidence = (1.0 - second / arc) if plausible else 0.0
+    theta = np.radians(first_bin * _RV_BIN_DEG)
+    r = float(epicardium[first_bin])
+    point = (center[0] - r * np.sin(theta), center[1] + r * np.cos(theta))
+    return RvInsertionEstimate((float(point[0]), float(point[1])), float(confidence), arc)

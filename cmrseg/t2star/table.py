@@ -17,7 +17,7 @@ from cmrseg.t2star.grading import grading_field_t
 from cmrseg.t2star.quantify import PixelFits, RegionResult, quantify_slice, slice_noise
 from cmrseg.t2star.status import Status
 
-__all__ = ["CSV_COLUMNS", "quantify_stack", "slice_rows", "write_t2star_csv"]
+__all__ = ["CSV_COLUMNS", "qc_columns", "quantify_stack", "slice_rows", "write_t2star_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,17 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 def _number(value: float, ok: bool) -> str:
     return f"{value:.6g}" if ok and np.isfinite(value) else ""
+
+
+def qc_columns(status: Status, reasons: Sequence[str]) -> tuple[str, str]:
+    """``(qc, qc_reasons)`` of a row: ``pass`` for a value (or a bound) with no reason.
+
+    A row without a value and without a reason gets its status as the reason.
+    """
+    has_value = status in (Status.OK, Status.BELOW_RANGE)
+    if not has_value and not reasons:
+        reasons = (status.value,)
+    return ("pass" if has_value and not reasons else "review"), ";".join(reasons)
 
 
 def _field_reasons(field_strength_t: float) -> tuple[str, ...]:
@@ -80,9 +91,7 @@ def slice_rows(
         ok = status is Status.OK
         below = status is Status.BELOW_RANGE
         ci_high = result.bound_ms if below else result.ci_high_ms
-        reasons = (*result.qc_reasons, *field_reasons)
-        if status not in (Status.OK, Status.BELOW_RANGE) and not reasons:
-            reasons = (status.value,)
+        qc, reasons = qc_columns(status, (*result.qc_reasons, *field_reasons))
         rows.append(
             {
                 "subject_id": subject_id,
@@ -99,8 +108,8 @@ def slice_rows(
                 "status": status.value,
                 "method": result.method,
                 "noise_sigma": _number(result.noise_sigma, True),
-                "qc": "pass" if (ok or below) and not reasons else "review",
-                "qc_reasons": ";".join(reasons),
+                "qc": qc,
+                "qc_reasons": reasons,
                 "n_coils": _number(result.n_coils, True),
             }
         )
