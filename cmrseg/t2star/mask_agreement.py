@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from cmrseg.core.geometry import estimate_rv_insertion, sector_map
+from cmrseg.core.geometry import sector_map
 from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.stats import (
     DEFAULT_N_BOOT,
@@ -44,6 +44,7 @@ from cmrseg.t2star.quantify import (
     RegionResult,
     SliceNoise,
     quantify_slice,
+    sector_anchor,
     slice_noise,
 )
 from cmrseg.t2star.status import Status
@@ -63,7 +64,6 @@ __all__ = [
     "agreement_rows",
     "agreement_summary",
     "merge_rows",
-    "reference_point",
     "reference_slice",
     "subject_rows",
     "true_region_means",
@@ -193,24 +193,6 @@ class ReferenceSlice:
     pixel_fits: PixelFits
 
 
-def reference_point(
-    labels: np.ndarray, rv_insertion: np.ndarray | None, config: T2StarConfig
-) -> tuple[float, float] | None:
-    """The sector anchor that :func:`~cmrseg.t2star.quantify_slice` uses for ``labels``.
-
-    Args:
-        labels: ``[H, W]`` contract labels.
-        rv_insertion: ``(row, col)`` of the anterior RV insertion point; NaN or ``None`` when
-            unknown (then ``config.region.rv_insertion_fallback`` decides).
-        config: T2* settings.
-    """
-    if rv_insertion is not None and np.isfinite(rv_insertion).all():
-        return float(rv_insertion[0]), float(rv_insertion[1])
-    if config.region.rv_insertion_fallback == "none" or not (labels == MYOCARDIUM).any():
-        return None
-    return estimate_rv_insertion(labels, config.region.standard_rv_angle_deg)
-
-
 def true_region_means(
     true_map_ms: np.ndarray, labels: np.ndarray, point: tuple[float, float] | None
 ) -> list[float]:
@@ -219,7 +201,8 @@ def true_region_means(
     Args:
         true_map_ms: True T2* ``[H, W]`` in ms (NaN outside tissue).
         labels: ``[H, W]`` contract labels.
-        point: Sector anchor (:func:`reference_point`); ``None``: sectors are NaN.
+        point: Sector anchor (:func:`~cmrseg.t2star.quantify.sector_anchor`); ``None``: sectors
+            are NaN.
 
     Returns:
         Seven values in :data:`REGIONS` order; NaN where a region has no finite value.
@@ -278,7 +261,7 @@ def reference_slice(source: SliceSource, index: int, config: T2StarConfig) -> Re
     )
     true_ms = [math.nan] * len(REGIONS)
     if "t2star_ms" in info.datasets:
-        anchor = reference_point(labels, rv_insertion, config)
+        anchor, _ = sector_anchor(images, labels, rv_insertion, config)
         true_ms = true_region_means(source.read("t2star_ms", index), labels, anchor)
     return ReferenceSlice(
         subject_id=info.subject_id[index],

@@ -566,7 +566,7 @@ def quantify_slice(
         return dataclasses.replace(result, qc_reasons=(*result.qc_reasons, *extra))
 
     results = [_region(wall, "global")]
-    point, extra = _reference_point(images, labels, rv_insertion, config)
+    point, extra = sector_anchor(images, labels, rv_insertion, config)
     if point is None:
         results += [
             RegionResult.without_value(name, 0, Status.NO_REFERENCE_POINT, qc_reasons=extra)
@@ -597,13 +597,24 @@ def _slice_erosion_px(
         raise InputError(str(err)) from err
 
 
-def _reference_point(
+def sector_anchor(
     images: np.ndarray,
     labels: np.ndarray,
     rv_insertion: tuple[float, float] | np.ndarray | None,
     config: T2StarConfig,
 ) -> tuple[tuple[float, float] | None, tuple[str, ...]]:
-    """The sector anchor (``None``: no reference point) and the QC reasons it brings."""
+    """The sector anchor of a slice (``None``: no reference point) and the QC reasons it brings.
+
+    The marked ``rv_insertion`` when finite, else ``config.region.rv_insertion_fallback``
+    decides: ``image`` (:func:`~cmrseg.t2star.estimate_rv_insertion_from_image`, refused below
+    ``rv_insertion_min_confidence``), ``standard_orientation`` or ``none``.
+
+    Args:
+        images: ``[E, H, W]`` magnitudes of the slice.
+        labels: ``[H, W]`` contract labels.
+        rv_insertion: ``(row, col)`` of the anterior RV insertion point, NaN or ``None``.
+        config: T2* settings.
+    """
     if rv_insertion is not None and np.all(np.isfinite(np.asarray(rv_insertion, dtype=float))):
         row, col = (float(v) for v in rv_insertion)
         return (row, col), ()
