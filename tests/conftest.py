@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,3 +139,47 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_stack_path: Path) ->
     train(cfg)
     GlobalHydra.instance().clear()
     return run_dir
+
+
+def execute_analysis_notebook(report_dir: Path, work_dir: Path) -> Any:
+    """Run ``notebooks/analysis.ipynb`` on a ``cmrseg-report`` folder, as papermill would.
+
+    A cell after the one tagged ``parameters`` sets ``REPORT``; any failing cell raises
+    ``CellExecutionError``. Returns the executed notebook.
+    """
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    tagged = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    parameters = nbformat.v4.new_code_cell(f"REPORT = {str(report_dir)!r}")
+    notebook.cells.insert(tagged[0] + 1, parameters)
+    nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(work_dir)}},
+    ).execute()
+    return notebook
+
+
+def notebook_text(notebook: Any) -> str:
+    """The text and Markdown outputs of an executed notebook's code cells."""
+    return "\n".join(
+        str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+
+
+def notebook_images(notebook: Any) -> list[Any]:
+    """The PNG outputs of an executed notebook."""
+    return [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]

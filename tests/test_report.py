@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import execute_analysis_notebook, notebook_images, notebook_text
 
 from cmrseg.cli.report import main, run_checkpoint
 from cmrseg.data.echo_stack import inspect_echo_stack
@@ -417,40 +418,16 @@ def test_figure2_reruns_inference_from_the_checkpoint(
 
 
 def test_analysis_notebook_runs_on_a_report(tmp_path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     out = tmp_path / "report"
     assert _report([str(_study(tmp_path)), str(out)]) == 0
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    # papermill's way: a cell after the one tagged `parameters` sets the parameters
-    tagged = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1
-    notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(f"REPORT = {str(out)!r}"))
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()  # raises CellExecutionError on any failing cell
-    text = "\n".join(
-        str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    notebook = execute_analysis_notebook(out, tmp_path)
+    text = notebook_text(notebook)
     assert "used: 8" in text and "refused: 0" in text
     assert "| unet | 4 | 78.50 (12.25)" in text  # Table 1, Jaccard
     assert "| gac | reference | 4 | -2.00" in text  # Table 2 agreement
-    images = [
-        o
-        for c in notebook.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-        if "image/png" in o.get("data", {})
-    ]
-    assert len(images) >= 3 + 4  # Bland-Altman per method drawn again, the report's PNGs
+    assert (
+        len(notebook_images(notebook)) >= 3 + 4
+    )  # Bland-Altman per method drawn again, the report's PNGs
 
 
 def test_report_of_real_train_runs(make_cfg, tmp_path: Path) -> None:
