@@ -49,7 +49,7 @@ RUN_CONFIG_KEY = "cmrseg_config"
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
 # they had then
 _ADDED_MODULE_ARGS = {"cmrseg.modules.SegmentationModule": {"test_time_augmentation": "none"}}
-_ADDED_DATA_ARGS = {"sharing_strategy": None}
+_ADDED_DATA_ARGS = {"sharing_strategy": None, "test_subjects": "split"}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
 INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
 
