@@ -35,10 +35,13 @@ from cmrseg.modules.transfer import load_checkpoint
 __all__ = [
     "INFERENCE_SETTINGS",
     "RUN_CONFIG_KEY",
+    "TRAIN_COHORT_KEY",
     "StoreRunConfig",
+    "checkpoint_train_cohort",
     "inference_datamodule",
     "inference_overrides",
     "load_module_from_checkpoint",
+    "method_name",
     "predict_stack",
     "slice_labels",
 ]
@@ -46,6 +49,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RUN_CONFIG_KEY = "cmrseg_config"
+# {"file", "fingerprint"} of the data a checkpoint was trained on (external evaluations differ)
+TRAIN_COHORT_KEY = "cmrseg_train_cohort"
+# the method names of the networks in run records and reports (a classical module has its own)
+_NET_METHODS = {"UNet": "unet", "MartiniUNet": "martini_unet", "MonaiUNet": "monai_unet"}
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
 # they had then
 _ADDED_MODULE_ARGS = {"cmrseg.modules.SegmentationModule": {"test_time_augmentation": "none"}}
@@ -62,6 +69,9 @@ def inference_overrides(cfg: DictConfig) -> dict[str, Any]:
 class StoreRunConfig(Callback):
     """Write ``{"model": ..., "data": ...}`` (resolved, plain containers) into every checkpoint.
 
+    The training file's name and fingerprint go in too (:data:`TRAIN_COHORT_KEY`), so that an
+    evaluation on another file is recorded as external.
+
     Args:
         config: The run's composed config; its ``model`` and ``data`` nodes are stored.
     """
@@ -74,8 +84,32 @@ class StoreRunConfig(Callback):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        """Add the run config to the checkpoint dict."""
+        """Add the run config and the training cohort to the checkpoint dict."""
         checkpoint[RUN_CONFIG_KEY] = self.config
+        datamodule = trainer.datamodule
+        if isinstance(datamodule, EchoStackDataModule) and datamodule.path is not None:
+            split = datamodule.split
+            checkpoint[TRAIN_COHORT_KEY] = {"file": split.source, "fingerprint": split.fingerprint}
+
+
+def checkpoint_train_cohort(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """``{"file", "fingerprint"}`` of a checkpoint's training data (``None``: not stored)."""
+    cohort = load_checkpoint(path).get(TRAIN_COHORT_KEY)
+    return dict(cohort) if isinstance(cohort, Mapping) else None
+
+
+def method_name(module: LightningModule) -> str:
+    """The method a module runs, as run records and reports name it.
+
+    A classical segmenter's ``method`` (``gac``, ``region_growing``), else the network's:
+    ``unet``, ``martini_unet``, ``monai_unet`` (another network: its class name in lower case).
+    """
+    method = module.hparams.get("method")
+    if isinstance(method, str):
+        return method
+    net = getattr(module, "net", None)
+    name = type(net).__name__ if net is not None else type(module).__name__
+    return _NET_METHODS.get(name, name.lower())
 
 
 def _check_stored(node: Any, keys: tuple[str, ...], path: str | os.PathLike[str]) -> None:

@@ -27,10 +27,12 @@ import hydra
 from lightning import Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.callbacks.run_record import RunRecordCallback
 from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.core.errors import InputError
 from cmrseg.inference import (
     INFERENCE_SETTINGS,
+    checkpoint_train_cohort,
     inference_datamodule,
     inference_overrides,
     load_module_from_checkpoint,
@@ -44,7 +46,7 @@ __all__ = ["evaluate", "main"]
 log = logging.getLogger(__name__)
 
 
-@task_wrapper("cmrseg-eval")
+@task_wrapper("cmrseg-eval", run_task="eval")
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate a checkpoint on the test or validation split, or on every slice (``all``).
 
@@ -65,7 +67,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=instantiate_loggers(cfg.get("logger")),
-        callbacks=instantiate_callbacks(cfg.get("callbacks")),
+        callbacks=[
+            *instantiate_callbacks(cfg.get("callbacks")),
+            RunRecordCallback(
+                cfg.paths.output_dir,
+                split=cfg.split,
+                train_cohort=checkpoint_train_cohort(cfg.ckpt_path),
+            ),
+        ],
     )
     stage = "val" if cfg.split == "val" else "test"
     run = trainer.validate if stage == "val" else trainer.test

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import hydra
@@ -17,6 +18,7 @@ from lightning import LightningDataModule, LightningModule, Trainer, seed_everyt
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from cmrseg.callbacks.run_record import RunRecordCallback
 from cmrseg.conf import HYDRA_CONFIG_PATH
 from cmrseg.inference import StoreRunConfig
 from cmrseg.utils.config import fill_missing
@@ -26,13 +28,14 @@ from cmrseg.utils.instantiate import (
     instantiate_datamodule,
     instantiate_loggers,
 )
+from cmrseg.utils.run_record import update_run_record
 
 __all__ = ["main", "train"]
 
 log = logging.getLogger(__name__)
 
 
-@task_wrapper("cmrseg-train")
+@task_wrapper("cmrseg-train", run_task="train")
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit a model, then test the best checkpoint.
 
@@ -63,7 +66,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     log.info("Instantiating model <%s>", cfg.model._target_)
     model: LightningModule = hydra.utils.instantiate(cfg.model)
 
-    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), StoreRunConfig(cfg)]
+    callbacks = [
+        *instantiate_callbacks(cfg.get("callbacks")),
+        StoreRunConfig(cfg),
+        RunRecordCallback(cfg.paths.output_dir, split="test"),
+    ]
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         # Lightning refuses a learning-rate monitor without a logger (e.g. logger=none)
@@ -88,6 +95,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             log.warning("No best checkpoint (no checkpoint callback?): testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         log.info("Best checkpoint: %s", best)
+        if best:  # the tested weights, for evaluations on other data and the report's figures
+            update_run_record(
+                cfg.paths.output_dir, checkpoint=os.path.relpath(best, cfg.paths.output_dir)
+            )
         metric_dict.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     objects = {

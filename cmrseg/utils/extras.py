@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.core.errors import InputError
+from cmrseg.utils.run_record import begin_run_record, end_run_record
 
 __all__ = ["extras", "metric_value", "task_wrapper"]
 
@@ -40,23 +42,41 @@ def _log_config(cfg: DictConfig) -> None:
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def task_wrapper(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def task_wrapper(
+    prog: str, run_task: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Wrap a task function: refused input exits 2 with one line; W&B is always closed.
 
     Hydra reports exceptions of the task with a traceback, so :class:`InputError` is caught
     here and turned into ``prog: error: <message>`` on stderr and ``SystemExit(2)``. The
     ``finally`` closes a W&B run so that the next job of a multirun starts clean.
+
+    Args:
+        prog: The command's name for error lines.
+        run_task: ``train`` or ``eval``: keep ``run.json`` in ``cfg.paths.output_dir``
+            (:mod:`cmrseg.utils.run_record`: ``running``, then ``finished`` or ``failed``);
+            ``None``: no record.
     """
 
     def decorator(task: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(task)
         def wrapped(cfg: DictConfig) -> Any:
+            run_dir = cfg.paths.output_dir if run_task else None
+            if run_dir:
+                begin_run_record(run_dir, run_task, cfg.get("seed"), _job_overrides())
+            error: BaseException | None = None
             try:
                 return task(cfg)
             except InputError as err:
+                error = err
                 print(f"{prog}: error: {err}", file=sys.stderr)
                 raise SystemExit(2) from None
+            except BaseException as err:
+                error = err
+                raise
             finally:
+                if run_dir:
+                    end_run_record(run_dir, error)
                 if "wandb" in sys.modules:
                     import wandb
 
@@ -66,6 +86,13 @@ def task_wrapper(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
         return wrapped
 
     return decorator
+
+
+def _job_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (empty outside a Hydra run)."""
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
 
 
 def metric_value(metric_dict: dict[str, Any], name: str | None) -> float | None:
