@@ -91,6 +91,11 @@ def test_eval_split_all_scores_every_slice_of_another_cohort(
     assert keys == {(f"S00{i // 2}", str(i)) for i in range(6)}
     assert (tiny_run / "split.json").read_bytes() == train_split
     assert not (out / "split.json").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert (record["status"], record["split"], record["fold"]) == ("finished", "all", None)
+    assert record["cohort"]["file"] == "other.h5"
+    assert record["cohort"]["fingerprint"] != record["train_cohort"]["fingerprint"]
+    assert len((out / "slices.csv").read_text().splitlines()) == 1 + 6
 
 
 def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
