@@ -161,6 +161,8 @@ def test_bad_input_is_refused_without_output(cohort, tmp_path: Path, capsys) -> 
     assert "shape (4, 4, 2), expected (64, 64, 2)" in capsys.readouterr().err
     assert main(["import", str(path), str(export), str(wrong), str(run), "--fold", "7"]) == 2
     assert "fold 7 is not exported (folds: [0, 1, 2])" in capsys.readouterr().err
+    assert main(["import", str(path), str(export), str(wrong), str(run)]) == 2
+    assert "the export has folds [0, 1, 2]; give --fold" in capsys.readouterr().err
     assert not run.exists()
 
     assert main(["export", str(path), str(export)]) == 2

@@ -92,6 +92,8 @@ class NnunetExport:
             if split.fold == fold:
                 return split
         folds = [s.fold for s in self.splits]
+        if fold is None:
+            raise InputError(f"{EXPORT_FILE}: the export has folds {folds}; give --fold")
         raise InputError(f"{EXPORT_FILE}: fold {fold} is not exported (folds: {folds})")
 
 
