@@ -7,8 +7,8 @@
 #   bash experiments/benchmark.sh SCALE [OUT_DIR] [TRAIN_OVERRIDES...]
 # SCALE: ci (a few minutes: checks the chain), demo, cpu (the longest run on a 2-core CPU),
 # full (the paper's size, for GPUs). OUT_DIR defaults to outputs/benchmark_<SCALE>.
-# Re-running skips the cohorts already written; a finished multirun folder is kept, so move it
-# away to train again.
+# Started again with the same OUT_DIR, it keeps the cohorts and every job that finished
+# (skip_finished=true) and runs the rest: an interrupted benchmark resumes.
 set -euo pipefail
 scale=${1:?usage: bash experiments/benchmark.sh ci|demo|cpu|full [OUT_DIR] [TRAIN_OVERRIDES...]}
 out=${2:-outputs/benchmark_$scale}
@@ -23,10 +23,8 @@ SECONDS=0
 [ -f "$out/cohort.h5" ] || cmrseg-synth "$out/cohort.h5" "${cohort_size[@]}" --no-progress
 [ -f "$out/external.h5" ] || cmrseg-synth "$out/external.h5" "${cohort_size[@]}" --seed 7 \
   --no-progress
-if [ ! -d "$out/train" ]; then
-  cmrseg-train scale="$scale" data.path="$out/cohort.h5" hydra.sweep.dir="$out/train" \
-    extras.print_config=false "$@"
-fi
+cmrseg-train scale="$scale" data.path="$out/cohort.h5" hydra.sweep.dir="$out/train" \
+  extras.print_config=false "$@"
 train_s=$SECONDS
 # the networks' tested checkpoints (run.json: method, checkpoint), scored on the other cohort
 ckpts=$(python - "$out/train" <<'PY'
@@ -39,8 +37,8 @@ for record in sorted(pathlib.Path(sys.argv[1]).glob("*/run.json")):
 print(",".join(paths))
 PY
 )
-if [ -n "$ckpts" ] && [ ! -d "$out/external" ]; then
-  cmrseg-eval -m ckpt_path="$ckpts" data.path="$out/external.h5" split=all \
+if [ -n "$ckpts" ]; then
+  cmrseg-eval -m ckpt_path="$ckpts" data.path="$out/external.h5" split=all skip_finished=true \
     hydra.sweep.dir="$out/external" extras.print_config=false
 fi
 external_s=$((SECONDS - train_s))

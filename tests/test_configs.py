@@ -9,6 +9,9 @@ import hydra
 import pytest
 import torch
 from conftest import compose_config
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -21,6 +24,8 @@ from cmrseg.core.labels import LABEL_VALUES, MYOCARDIUM
 from cmrseg.utils.config import fill_missing
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SCALES = sorted(p.stem for p in (CONF_DIR / "scale").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 
 
 def test_train_config_instantiates(make_cfg) -> None:
@@ -47,6 +52,42 @@ def test_experiment_composes(experiment: str, tmp_path: Path) -> None:
         cfg.paths.output_dir = str(tmp_path)
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg.task_name and cfg.model.optimizer._partial_
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_benchmark_scale_sweeps_every_method_and_builds_each(scale: str, tmp_path: Path) -> None:
+    """A scale is a multirun over every method; each method's job builds its module and data."""
+    cfg = compose_config("train.yaml", [f"scale={scale}", "data.path=cohort.h5"])
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    params = cfg.hydra.sweeper.params
+    assert sorted(params.method.split(",")) == METHODS
+    assert len(params["data.fold"].split(",")) == cfg.data.num_folds
+    for method in METHODS:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            job = compose(
+                "train.yaml",
+                [f"scale={scale}", f"method={method}", "data.path=c.h5", "data.fold=0"],
+                return_hydra_config=True,
+            )
+        GlobalHydra.instance().clear()
+        HydraConfig().set_config(job)
+        with open_dict(job):
+            job.paths.output_dir = str(tmp_path)
+            job.pop("hydra")
+        job = OmegaConf.create(OmegaConf.to_container(job, resolve=True))  # all resolve
+        if "net" in job.model:  # the networks share the scale's recipe
+            recipe = job.benchmark.network
+            assert job.trainer.max_epochs == recipe.epochs
+            assert list(job.model.net.features_per_stage) == list(recipe.features_per_stage)
+            assert job.model.optimizer == recipe.optimizer
+            sizes = {"in_channels": 3, "num_classes": 3}
+            if method == "unet":
+                sizes["myocardium_classes"] = [MYOCARDIUM]
+            fill_missing(job.model.net, sizes)
+        else:
+            assert job.model.max_trials == job.benchmark.classical.max_trials
+        assert isinstance(hydra.utils.instantiate(job.model), LightningModule)
+    assert compose_config("train.yaml", ["scale=ci", "method=martini_unet"]).data.target == "aha16"
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

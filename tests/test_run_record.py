@@ -106,3 +106,25 @@ def test_slice_scores_by_hand(tmp_path: Path, tiny_stack_path: Path) -> None:
     assert rows[1]["jaccard"] == 1.0 and rows[1]["hd95_mm"] == 0.0
     assert rows[1]["subject_id"] == stack.subject_id[5]
     json.dumps(rows)  # plain values
+
+
+def test_finished_run_is_skipped_when_asked(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(["skip_finished=true"])
+    metrics, _ = train(cfg)
+    first = read_run_record(tmp_path)
+    assert first["metrics"]["test/jaccard"] == pytest.approx(metrics["test/jaccard"])
+    again, objects = train(cfg)  # same folder, same overrides: not run again
+    assert objects == {} and again == first["metrics"]
+    assert read_run_record(tmp_path)["started_utc"] == first["started_utc"]
+
+
+def test_refused_input_is_recorded_with_its_message(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.data.path = str(tmp_path / "missing.h5")
+    with pytest.raises(SystemExit) as exit_info:
+        train(cfg)
+    assert exit_info.value.code == 2
+    record = read_run_record(tmp_path)
+    assert record["status"] == "failed"
+    assert record["error"].endswith("missing.h5: file not found")

@@ -15,7 +15,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.core.errors import InputError
-from cmrseg.utils.run_record import begin_run_record, end_run_record
+from cmrseg.utils.run_record import (
+    begin_run_record,
+    end_run_record,
+    read_run_record,
+    update_run_record,
+)
 
 __all__ = ["extras", "metric_value", "task_wrapper"]
 
@@ -53,39 +58,59 @@ def task_wrapper(
 
     Args:
         prog: The command's name for error lines.
-        run_task: ``train`` or ``eval``: keep ``run.json`` in ``cfg.paths.output_dir``
-            (:mod:`cmrseg.utils.run_record`: ``running``, then ``finished`` or ``failed``);
-            ``None``: no record.
+        run_task: ``train`` or ``eval`` for a task returning ``(metrics, objects)``: keep
+            ``run.json`` in ``cfg.paths.output_dir`` (:mod:`cmrseg.utils.run_record`:
+            ``running``, then ``finished`` with the metrics, or ``failed``), and with
+            ``cfg.skip_finished`` return the recorded metrics of a folder whose run finished
+            with the same overrides instead of running it again (an interrupted multirun
+            resumes at its first unfinished job); ``None``: no record.
     """
 
     def decorator(task: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(task)
         def wrapped(cfg: DictConfig) -> Any:
-            run_dir = cfg.paths.output_dir if run_task else None
-            if run_dir:
-                begin_run_record(run_dir, run_task, cfg.get("seed"), _job_overrides())
+            if not run_task:
+                return _run(task, cfg, prog)
+            run_dir, overrides = cfg.paths.output_dir, _job_overrides()
+            if cfg.get("skip_finished"):
+                try:
+                    record = read_run_record(run_dir)
+                except ValueError:
+                    record = {}
+                if record.get("status") == "finished" and record.get("overrides") == overrides:
+                    log.info("%s: finished before (run.json); not run again", run_dir)
+                    return dict(record.get("metrics") or {}), {}
+            begin_run_record(run_dir, run_task, cfg.get("seed"), overrides)
             error: BaseException | None = None
             try:
-                return task(cfg)
-            except InputError as err:
-                error = err
-                print(f"{prog}: error: {err}", file=sys.stderr)
-                raise SystemExit(2) from None
+                metrics, objects = _run(task, cfg, prog)
             except BaseException as err:
-                error = err
+                # a refused input exits 2 (SystemExit) from its InputError: record that one
+                error = err.__cause__ if isinstance(err, SystemExit) and err.__cause__ else err
                 raise
             finally:
-                if run_dir:
-                    end_run_record(run_dir, error)
-                if "wandb" in sys.modules:
-                    import wandb
-
-                    if wandb.run is not None:
-                        wandb.finish()
+                end_run_record(run_dir, error)
+            update_run_record(run_dir, metrics={k: float(v) for k, v in metrics.items()})
+            return metrics, objects
 
         return wrapped
 
     return decorator
+
+
+def _run(task: Callable[..., Any], cfg: DictConfig, prog: str) -> Any:
+    """Run the task: refused input is one line and exit 2; close a W&B run in any case."""
+    try:
+        return task(cfg)
+    except InputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    finally:
+        if "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
 
 
 def _job_overrides() -> list[str]:
