@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ring_phantom
 
 from cmrseg.core.errors import InputError
-from cmrseg.data.echo_stack import EchoStackInfo
+from cmrseg.data.echo_stack import EchoStackInfo, inspect_echo_stack, write_echo_stack
 from cmrseg.data.splits import (
     SPLIT_NAMES,
     echo_stack_fingerprint,
@@ -173,3 +174,13 @@ def test_fingerprint_tracks_slices_and_subjects():
     assert base != echo_stack_fingerprint(_info("ABAB", ["base", "mid"] * 2))
     assert base != echo_stack_fingerprint(_info("AABB", ["mid", "base"] * 2))
     assert base != echo_stack_fingerprint(_info("AABB", ["base", "mid"] * 2, (4, 6, 16, 16)))
+
+
+def test_fingerprint_tells_cohorts_of_the_same_size_and_keys_apart(tmp_path):
+    prints = []
+    for seed in (0, 1):
+        write_echo_stack(tmp_path / f"seed{seed}.h5", ring_phantom(3, seed=seed))
+        prints.append(echo_stack_fingerprint(inspect_echo_stack(tmp_path / f"seed{seed}.h5")))
+    assert prints[0] != prints[1]  # same subject keys and locations, other phantoms
+    again = echo_stack_fingerprint(inspect_echo_stack(tmp_path / "seed0.h5"))
+    assert again == prints[0]

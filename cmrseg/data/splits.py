@@ -170,7 +170,10 @@ def echo_stack_fingerprint(info: EchoStackInfo) -> str:
     """Return a SHA-256 over what defines a file's slices, without reading its images.
 
     It covers N, E, H, W and the ``subject_id`` and ``slice_location`` of every slice, so it
-    changes when slices are added, removed, reordered or reassigned to another subject.
+    changes when slices are added, removed, reordered or reassigned to another subject; and
+    each slice's echo times, pixel spacing and RV insertion point (where the file has them), so
+    two cohorts of the same size and subject keys (e.g. phantoms of two seeds, or two sites'
+    pseudonymized ``S0001``...) differ: run records tell an external evaluation by it.
 
     Args:
         info: The file's metadata from :func:`~cmrseg.data.echo_stack.inspect_echo_stack`.
@@ -182,7 +185,11 @@ def echo_stack_fingerprint(info: EchoStackInfo) -> str:
         "shape": [info.n_slices, info.n_echoes, info.height, info.width],
         "subject_id": list(info.subject_id),
         "slice_location": list(info.slice_location),
+        "te_ms": np.asarray(info.te_ms, np.float64).tolist(),
+        "pixel_spacing_mm": np.asarray(info.pixel_spacing_mm, np.float64).tolist(),
     }
+    if info.rv_insertion is not None:
+        doc["rv_insertion"] = np.asarray(info.rv_insertion, np.float64).tolist()
     return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
