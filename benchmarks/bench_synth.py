@@ -2,13 +2,15 @@
 
 Speed: synthesizes the default cohort (51 subjects, 153 slices) with the ``clinical`` preset
 (k-space acquisition) and, as the baseline measured in the same run, with the ``ideal`` preset
-(image-domain area-mean voxels, no FFTs); prints seconds and their ratio.
+(image-domain area-mean voxels, no FFTs); prints seconds and their ratio. ``--randomized SEEDS``
+also times the domain-randomized preset on that many files (seeds 0..SEEDS-1, each with its own
+drawn matrix and echo count) and prints milliseconds per slice and per megapixel-echo.
 
 Fidelity (``--science``): for each preset, the whole-wall mean-signal mono-exponential fit with
 the true labels against the true T2* (median relative error by T2* bin), and the noise floor
 (mean background magnitude at the last echo, in units of the single-coil noise SD).
 
-    python benchmarks/bench_synth.py [--subjects N] [--science]
+    python benchmarks/bench_synth.py [--subjects N] [--science] [--randomized SEEDS]
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ BINS_MS = [(0, 10), (10, 14), (14, 20), (20, 30), (30, 60)]
 AIR = TISSUES.index("air")
 
 
-def timed(preset: str, n_subjects: int) -> tuple[float, float]:
+def timed(preset: str, n_subjects: int, seed: int = 0) -> tuple[float, float, tuple[int, ...]]:
+    """Wall and CPU seconds of one cohort, and the shape ``(N, E, H, W)`` of its images."""
     cfg, cohort = load_synth_config(preset), load_cohort("paper")
     wall, cpu = time.perf_counter(), time.process_time()
-    synthesize_cohort(cfg, cohort, seed=0, n_subjects=n_subjects)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    stack = synthesize_cohort(cfg, cohort, seed=seed, n_subjects=n_subjects)
+    return time.perf_counter() - wall, time.process_time() - cpu, stack.images.shape
 
 
 def wall_fit_ms(te_ms: np.ndarray, signal: np.ndarray) -> float:
@@ -78,17 +81,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subjects", type=int, default=51)
     parser.add_argument("--science", action="store_true")
+    parser.add_argument("--randomized", type=int, default=0, metavar="SEEDS")
     args = parser.parse_args()
     n = args.subjects
 
     timed("ideal", 1)  # warm-up (imports, FFT plans)
-    base_wall, base_cpu = timed("ideal", n)
-    full_wall, full_cpu = timed("clinical", n)
+    base_wall, base_cpu, _ = timed("ideal", n)
+    full_wall, full_cpu, shape = timed("clinical", n)
     print(f"cohort: {n} subjects, {3 * n} slices")
     print(f"image-domain baseline (ideal): {base_wall:6.1f} s wall, {base_cpu:6.1f} s CPU")
     print(f"k-space acquisition (clinical): {full_wall:6.1f} s wall, {full_cpu:6.1f} s CPU")
     print(f"ratio clinical / baseline: {full_wall / base_wall:.2f}x wall")
     print(f"per slice: {full_wall / (3 * n) * 1e3:.0f} ms wall")
+    print(f"per megapixel-echo: {full_wall / math.prod(shape) * 1e9:.0f} ms wall (clinical)")
+    for seed in range(args.randomized):
+        wall, _, shape = timed("randomized", n, seed)
+        print(
+            f"randomized seed {seed}: {shape[3]}x{shape[2]} px, {shape[1]} echoes: "
+            f"{wall / shape[0] * 1e3:.0f} ms per slice, "
+            f"{wall / math.prod(shape) * 1e9:.0f} ms per megapixel-echo"
+        )
 
     if args.science:
         print("\nwhole-wall fit with true labels, median relative error of T2* by true T2* bin:")

@@ -8,7 +8,16 @@ stored keys are checked against the code that builds them: a setting that no lon
 refused by name, with the way to convert the checkpoint.
 
 Evaluation and prediction are per slice (one sample per slice, echoes as channels, fused by the
-module's ``echo_fusion``), as the datamodule serves every split but ``train``. The step outputs
+module's ``echo_fusion``), as the datamodule serves every split but ``train``.
+
+Input that does not depend on one acquisition: the checkpoint also stores the training data's
+echo times and pixel spacing (``acquisition``: medians over the training slices). A file with
+other echo times (another count, other times) is given to the network with each pixel's decay
+resampled to the training echo times (log-linear; :mod:`cmrseg.data.resample`), and refused
+with what the model needs where its echoes cannot reach them; a slice of another pixel spacing is
+resampled to the training spacing and its class probabilities back (bilinear, as nnU-Net does);
+any matrix is padded to the network's size divisor and cropped back. Checkpoints written before
+this was stored read files as before (echo indices, no resampling). The step outputs
 ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}`` of the module are put in slice order
 by :func:`slice_labels` (used by :func:`predict_stack` and the T2* callback).
 """
@@ -30,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cmrseg.core.errors import InputError
 from cmrseg.data.datamodule import EchoStackDataModule
+from cmrseg.data.dataset import resolve_echoes
 from cmrseg.modules.transfer import load_checkpoint
 
 __all__ = [
@@ -56,7 +66,7 @@ _NET_METHODS = {"UNet": "unet", "MartiniUNet": "martini_unet", "MonaiUNet": "mon
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
 # they had then
 _ADDED_MODULE_ARGS = {"cmrseg.modules.SegmentationModule": {"test_time_augmentation": "none"}}
-_ADDED_DATA_ARGS = {"sharing_strategy": None, "test_subjects": "split"}
+_ADDED_DATA_ARGS = {"sharing_strategy": None, "te_ms": None, "test_subjects": "split"}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
 INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
 
@@ -67,7 +77,12 @@ def inference_overrides(cfg: DictConfig) -> dict[str, Any]:
 
 
 class StoreRunConfig(Callback):
-    """Write ``{"model": ..., "data": ...}`` (resolved, plain containers) into every checkpoint.
+    """Write ``{"model": ..., "data": ..., "acquisition": ...}`` into every checkpoint.
+
+    ``model`` and ``data`` are the run's config nodes (resolved, plain containers);
+    ``acquisition`` holds ``te_ms`` (the training echoes' median echo times, ms) and
+    ``pixel_spacing_mm`` (median row and column spacing) over the training slices, when the
+    trainer's datamodule is an :class:`EchoStackDataModule`.
 
     The training file's name and fingerprint go in too (:data:`TRAIN_COHORT_KEY`), so that an
     evaluation on another file is recorded as external.
@@ -80,13 +95,25 @@ class StoreRunConfig(Callback):
         self.config = {
             key: OmegaConf.to_container(config[key], resolve=True) for key in ("model", "data")
         }
+        self._acquisition: dict[str, list[float]] | None = None
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        """Add the run config and the training cohort to the checkpoint dict."""
-        checkpoint[RUN_CONFIG_KEY] = self.config
-        datamodule = trainer.datamodule
+        """Add the run config (and the training acquisition and cohort) to the checkpoint dict."""
+        datamodule = getattr(trainer, "datamodule", None)
+        if self._acquisition is None and isinstance(datamodule, EchoStackDataModule):
+            info = datamodule.info
+            train = datamodule.split_indices("train")
+            echoes = list(resolve_echoes(datamodule.echoes, info))
+            self._acquisition = {
+                "te_ms": np.median(info.te_ms[np.ix_(train, echoes)], axis=0).tolist(),
+                "pixel_spacing_mm": np.median(info.pixel_spacing_mm[train], axis=0).tolist(),
+            }
+        stored = dict(self.config)
+        if self._acquisition is not None:
+            stored["acquisition"] = self._acquisition
+        checkpoint[RUN_CONFIG_KEY] = stored
         if isinstance(datamodule, EchoStackDataModule) and datamodule.path is not None:
             split = datamodule.split
             checkpoint[TRAIN_COHORT_KEY] = {"file": split.source, "fingerprint": split.fingerprint}
@@ -174,7 +201,9 @@ def load_module_from_checkpoint(
 
     Returns:
         The module with the checkpoint's weights (eval mode), and the data config of the
-        training run (augmentation removed).
+        training run (augmentation removed). With a stored ``acquisition`` the data config's
+        ``te_ms`` are the training echo times and the module's ``input_spacing_mm`` the
+        training pixel spacing (see the module docstring).
 
     Raises:
         InputError: Missing or unreadable file, not a cmrseg checkpoint, a stored setting that
@@ -191,6 +220,9 @@ def load_module_from_checkpoint(
         model["init_from"] = None
     model |= {k: v for k, v in model_overrides.items() if v is not None}
     data = {**_ADDED_DATA_ARGS, **stored["data"], "augmentation": None}
+    acquisition = stored.get("acquisition")
+    if acquisition is not None:
+        data["te_ms"] = [float(t) for t in acquisition["te_ms"]]
     _check_stored(model, ("model",), path)
     _check_stored(data, ("data",), path)
     model_cfg = OmegaConf.create(model)
@@ -206,6 +238,8 @@ def load_module_from_checkpoint(
             f"{path}: weights do not fit the stored model {_built(model_cfg)}: "
             f"{' '.join(first[:2])}"
         ) from None
+    if acquisition is not None and hasattr(module, "input_spacing_mm"):
+        module.input_spacing_mm = tuple(float(v) for v in acquisition["pixel_spacing_mm"])
     log.info("Loaded %s (%s)", path, _built(model_cfg))
     return module.eval(), OmegaConf.create(data)
 
@@ -267,8 +301,19 @@ def predict_stack(
         ``labels_pred`` uint8 ``[N, H, W]`` in slice order.
 
     Raises:
-        InputError: The trainer runs more than one process.
+        InputError: The trainer runs more than one process, or the file's slices give another
+            number of echo channels than the network takes (a checkpoint without stored echo
+            times, on a file with other echoes).
     """
+    datamodule.setup("predict")
+    net_channels = getattr(module, "in_channels", None)
+    data_channels = datamodule.dataset("predict").in_channels
+    if net_channels not in (None, 1, data_channels):
+        raise InputError(
+            f"{datamodule.predict_info.path}: the model takes {net_channels} echoes as channels "
+            f"(echo times {datamodule.te_ms or 'not stored in its checkpoint'}), "
+            f"the file gives {data_channels}"
+        )
     if trainer is None:
         trainer = Trainer(
             devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False

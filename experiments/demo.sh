@@ -30,4 +30,4 @@ predict_s=$((SECONDS - synth_s - train_s - eval_s))
 echo "demo wall time: synth ${synth_s} s, train ${train_s} s, eval ${eval_s} s," \
   "predict ${predict_s} s, total ${SECONDS} s"
 echo "results: $out/eval/metrics.csv, $out/eval/t2star/, $out/predict/t2star.csv," \
-  "$out/predict/predictions.h5"
+  "$out/predict/predictions.h5, $out/predict/report/index.html"

@@ -48,8 +48,10 @@ def test_train_config_instantiates(make_cfg) -> None:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes(experiment: str, tmp_path: Path) -> None:
     cfg = compose_config("train.yaml", [f"experiment={experiment}", "data.path=cohort.h5"])
+    HydraConfig().set_config(cfg)  # ${hydra:...} resolves as in a run, whatever ran before
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
+        cfg.pop("hydra")
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg.task_name and cfg.model.optimizer._partial_
 

@@ -238,15 +238,19 @@ def test_predict_run_folder_goes_under_output() -> None:
     assert cfg.hydra.run.dir == "results/logs"
 
 
-def test_predict_refuses_file_with_fewer_echoes_than_trained(
+def test_old_checkpoint_refuses_file_with_fewer_echoes_than_trained(
     make_cfg, tiny_run: Path, tmp_path: Path, capsys
 ) -> None:
-    """The tiny run was trained on echoes 1-3; a 2-echo file is refused by name, untouched."""
+    """Trained on echoes 1-3 without stored echo times: a 2-echo file is refused by name.
+
+    (With stored echo times the decay is resampled instead: tests/test_any_acquisition.py.)
+    """
+    old = _edited_checkpoint(tiny_run, tmp_path / "old.ckpt", lambda c: c.pop("acquisition"))
     scans = tmp_path / "two_echoes.h5"
     write_echo_stack(scans, ring_phantom(1, seed=3, n_echoes=2, labels=False))
     before = scans.read_bytes()
     with pytest.raises(SystemExit) as exc:
-        predict(_predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", scans, tmp_path))
+        predict(_predict_cfg(make_cfg, old, scans, tmp_path))
     assert exc.value.code == 2
     assert f"data.echoes: [2] outside [0, 2) of {scans}" in capsys.readouterr().err
     assert scans.read_bytes() == before

@@ -106,6 +106,6 @@ def test_installed_wheel_runs_outside_the_repository(wheel: Path, tmp_path: Path
         "task_name: eval",
         "task_name: predict",
     ]
-    assert "presets clean clinical hard ideal" in lines
+    assert "presets clean clinical hard ideal randomized" in lines
     assert "cohort subjects 51" in lines
     assert "t2star model noise_corrected" in lines

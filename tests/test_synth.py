@@ -190,6 +190,57 @@ def test_fat_water_voxels_oscillate():
     np.testing.assert_allclose(water, 100 * np.exp(-te / 30.0), rtol=1e-6)
 
 
+# --------------------------------------------------------------------------- field strength
+
+
+def test_3t_relaxation_follows_the_published_lines():
+    """Storey et al., JMRI 2007: heart R2*(3T) = 1.88 R2*(1.5T) - 15 /s, liver 2.00 and -11 /s."""
+    at_3t = load_synth_config("clinical", {"field_strength_t": 3.0})
+    at_15 = load_synth_config("clinical")
+    assert float(at_15.t2star_at_field("myocardium", 37.0)) == 37.0
+    heart = at_3t.t2star_at_field("myocardium", np.array([37.0, 20.0, 10.0, 5.0, 2.1]))
+    np.testing.assert_allclose(1000 / heart, 1.88 * 1000 / np.array([37, 20, 10, 5, 2.1]) - 15)
+    assert float(heart[0]) == pytest.approx(27.9, abs=0.05)
+    assert float(heart[3]) == pytest.approx(2.77, abs=0.01)
+    liver = float(at_3t.t2star_at_field("liver", 25.0))
+    assert 1000 / liver == pytest.approx(2.0 * 40 - 11)
+    muscle = float(at_3t.t2star_at_field("skeletal_muscle", 28.0))
+    assert muscle == pytest.approx(28.0 / 1.28)
+    # the heart line would lengthen a long T2* (R2* below 17 /s): never longer than at 1.5 T
+    assert float(at_3t.t2star_at_field("myocardium", 150.0)) == pytest.approx(150.0)
+
+
+def test_3t_phantom_truth_signal_and_file(cohort, tmp_path):
+    cfg = load_synth_config("ideal", {"field_strength_t": 3.0})
+    stack = synthesize_cohort(cfg, cohort, seed=2, n_subjects=1)
+    assert stack.field_strength_t.tolist() == [3.0] * 3
+    plan = cohort.plan(2, 1)[0]
+    expected = float(cfg.t2star_at_field("myocardium", plan.myocardium_t2star_ms))
+    assert expected < 0.8 * plan.myocardium_t2star_ms
+    te = stack.te_ms[0]
+    for images, labels, truth in zip(stack.images, stack.labels, stack.t2star_ms, strict=True):
+        assert truth[labels == 2].mean() == pytest.approx(expected, rel=1e-4)
+        core = ndimage.binary_erosion(labels == 2, iterations=2)
+        np.testing.assert_allclose(_fit_t2star_ms(te, images[:, core]), truth[core], rtol=2e-4)
+    # same anatomy and labels as at 1.5 T: only the physics changes
+    at_15 = synthesize_cohort(load_synth_config("ideal"), cohort, seed=2, n_subjects=1)
+    np.testing.assert_array_equal(stack.labels, at_15.labels)
+    muscle = TISSUES.index("skeletal_muscle")
+    tissue = synthesize_subject(cfg, cohort.plan(2, 1)[0])[0].tissue
+    ratio = stack.t2star_ms[0][tissue == muscle] / at_15.t2star_ms[0][tissue == muscle]
+    np.testing.assert_allclose(ratio, 1 / 1.28, rtol=1e-5)
+
+
+def test_fat_shift_doubles_at_3t():
+    cfg = load_synth_config("clinical", {"field_strength_t": 3.0})
+    assert -3.40 * GYROMAGNETIC_MHZ_PER_T * cfg.field_strength_t == pytest.approx(-434.1, abs=0.5)
+    # one full cycle of the main peak takes 2.3 ms at 3 T, 4.6 ms at 1.5 T
+    te = np.array([0.0, 1000 / 434.2, 1000 / 217.1])
+    main_peak = type(cfg.fat_spectrum)(ppm=[-3.4], relative_amplitude=[1.0])
+    np.testing.assert_allclose(fat_phasors(main_peak, 3.0, te)[:2].real, [1, 1], atol=1e-3)
+    np.testing.assert_allclose(fat_phasors(main_peak, 1.5, te)[[0, 2]].real, [1, 1], atol=1e-3)
+
+
 # --------------------------------------------------------------------------- contract
 
 
@@ -321,12 +372,24 @@ def test_cli_writes_a_valid_file(tmp_path):
     assert "field strength  {'1.5 T': 3}" in summary and "slices          3 of 8 echoes" in summary
 
 
+def test_cli_field_strength_3t(tmp_path):
+    out = tmp_path / "phantom_3t.h5"
+    args = [str(out), "--subjects", "1", "--preset", "clean", "--field-strength", "3.0"]
+    assert main([*args, "--no-progress"]) == 0
+    stack = read_echo_stack(out)
+    assert stack.field_strength_t.tolist() == [3.0] * 3
+    cfg = load_synth_config("clean", {"field_strength_t": 3.0})
+    expected = float(cfg.t2star_at_field("myocardium", PAPER_T2STAR_MS[0]))
+    assert stack.t2star_ms[0][stack.labels[0] == 2].mean() == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["--subjects", "99"],
         ["--preset", "nope"],
         ["--cohort", "missing.yaml"],
+        ["--field-strength", "7.0"],
     ],
 )
 def test_cli_refuses_bad_input(tmp_path, capsys, args):
@@ -342,3 +405,147 @@ def test_cli_refuses_bad_arguments(tmp_path: Path, args):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "o.h5"), *args])
     assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- domain randomization
+
+
+@pytest.fixture(scope="module")
+def randomized(cohort):
+    return synthesize_cohort(load_synth_config("randomized"), cohort, seed=3, n_subjects=3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"field_strength_t": 7.0}, r"field_strength_t: must be one of \(1\.5, 3\.0\)"),
+        ({"randomize": {"n_echoes": [1, 12]}}, r"randomize\.n_echoes: min must be >= 2"),
+        (
+            {"randomize": {"snr": {"low": 0.0, "high": 10.0, "log": True}}},
+            r"randomize\.snr: log needs low > 0",
+        ),
+        ({"randomize": {"field_strength_t": [1.5, 7.0]}}, r"randomize\.field_strength_t"),
+        (
+            {"randomize": {"organ_probability": {"heart": 0.5}}},
+            r"randomize\.organ_probability: must list exactly",
+        ),
+        ({"randomize": {"flip_probability": 1.5}}, r"randomize\.flip_probability: probability"),
+    ],
+)
+def test_randomized_config_is_checked_by_key(overrides, message):
+    with pytest.raises(SynthConfigError, match=message):
+        load_synth_config("randomized", overrides)
+
+
+def test_randomized_draws_cover_the_ranges(cohort):
+    from cmrseg.synth.config import ORGANS_THAT_MAY_BE_ABSENT
+    from cmrseg.synth.randomize import randomize_file, randomize_subject
+
+    cfg = load_synth_config("randomized")
+    r = cfg.randomize
+    files = [randomize_file(cfg, seed) for seed in range(60)]
+    assert {f.echoes.n_echoes for f in files} == set(range(6, 13))
+    assert {tuple(f.grid.shape) for f in files} == {tuple(m) for m in r.matrix_choices}
+    draws = [randomize_subject(files[0], plan) for plan in cohort.plan(0)] + [
+        randomize_subject(files[1], plan) for plan in cohort.plan(1)
+    ]
+    subjects = [d[0] for d in draws]
+    variations = [d[2] for d in draws]
+
+    def spread(values, low, high, margin):
+        values = np.asarray(values)
+        assert values.min() >= low and values.max() <= high
+        assert values.min() < low + margin * (high - low) and values.max() > high - margin * (
+            high - low
+        )
+
+    spread([s.acquisition.phase_resolution for s in subjects], 0.3, 1.0, 0.15)
+    spread([s.acquisition.n_coils for s in subjects], 1, 12, 0.1)
+    spread([s.acquisition.snr for s in subjects], 6, 150, 0.2)
+    spread([s.echoes.te_first_ms for s in subjects], 0.8, 3.5, 0.15)
+    spread([s.grid.pixel_spacing_mm * s.grid.shape[1] for s in subjects], 240, 420, 0.15)
+    spread([s.anatomy.wall_thickness_mm.mean for s in subjects], 3, 16, 0.15)
+    lv_scale = [s.anatomy.lv_endo_radius_mm.mean / 24.0 for s in subjects]
+    spread(lv_scale, 0.35, 1.4, 0.15)
+    spread([math.degrees(v.rotation_rad) for v in variations], -180, 180, 0.1)
+    spread([v.bias_sd for v in variations], 0.0, 0.5, 0.15)
+    assert {s.field_strength_t for s in subjects} == {1.5, 3.0}
+    assert {v.flip_rows for v in variations} == {v.flip_cols for v in variations} == {0, 1}
+    for organ in ORGANS_THAT_MAY_BE_ABSENT:
+        present = [v.tissue_map[TISSUES.index(organ)] == TISSUES.index(organ) for v in variations]
+        assert 0 < np.mean(present) < 1, organ
+    lung_s0 = [s.tissues["lung"].s0 for s in subjects]
+    assert 0 < np.mean(np.asarray(lung_s0) > 0) < 1
+    # tissue contrast beyond the base table, both ways
+    muscle = np.array([s.tissues["skeletal_muscle"].s0 for s in subjects]) / 90.0
+    assert muscle.min() < 0.4 and muscle.max() > 2.5
+    # the myocardial T2* stays the cohort's truth
+    assert [d[1].myocardium_t2star_ms for d in draws[:51]] == [
+        p.myocardium_t2star_ms for p in cohort.plan(0)
+    ]
+
+
+def test_randomized_cohort_is_a_valid_file_with_exact_truth(randomized, cohort, tmp_path):
+    cfg = load_synth_config("randomized")
+    n = randomized.n_slices
+    assert n == 9 and 6 <= randomized.images.shape[1] <= 12
+    assert np.isfinite(randomized.images).all() and (randomized.images >= 0).all()
+    path = tmp_path / "randomized.h5"
+    write_echo_stack(path, randomized)
+    info = inspect_echo_stack(path)  # the contract's checks: increasing TEs, label values, ...
+    assert {"labels", "rv_insertion", "t2star_ms", "field_strength_t"} <= info.datasets
+    plans = cohort.plan(3, 3)
+    area = []
+    for i in range(n):
+        labels, truth = randomized.labels[i], randomized.t2star_ms[i]
+        assert set(np.unique(labels)) <= {0, 1, 2} and (labels == 2).any()
+        assert np.isfinite(truth[labels > 0]).all()
+        field_cfg = load_synth_config(
+            "clinical", {"field_strength_t": float(randomized.field_strength_t[i])}
+        )
+        expected = float(
+            field_cfg.t2star_at_field("myocardium", plans[i // 3].myocardium_t2star_ms)
+        )
+        assert truth[labels == 2].mean() == pytest.approx(expected, rel=1e-4)
+        # the anterior RV insertion point sits on the LV epicardium, flips and rotation included
+        heart = labels > 0
+        rr, cc = np.nonzero(heart & ~ndimage.binary_erosion(heart))
+        row, col = randomized.rv_insertion[i]
+        assert np.hypot(rr - row, cc - col).min() < 2.5
+        area.append(heart.sum() * float(randomized.pixel_spacing_mm[i, 0]) ** 2)
+    # per subject: one TE set, spacing and field for its three slices; subjects differ
+    for name in ("te_ms", "pixel_spacing_mm", "field_strength_t"):
+        values = getattr(randomized, name)
+        assert all(
+            np.array_equal(values[3 * k], values[3 * k + j]) for k in range(3) for j in (1, 2)
+        )
+    assert len({float(v) for v in randomized.pixel_spacing_mm[:, 0]}) == 3
+    assert np.all(np.diff(randomized.te_ms, axis=1) > 0)
+    # same seed, same file
+    again = synthesize_cohort(cfg, cohort, seed=3, n_subjects=1)
+    assert again.images.tobytes() == randomized.images[:3].tobytes()
+
+
+def test_randomized_flips_move_labels_truth_and_point_together(cohort):
+    """Forcing both flips mirrors the images, labels, truth and RV point of the same subject."""
+    from cmrseg.synth.randomize import randomize_subject
+
+    cfg = load_synth_config("randomized", {"randomize": {"flip_probability": 0.0}})
+    flipped_cfg = load_synth_config("randomized", {"randomize": {"flip_probability": 1.0}})
+    plain = synthesize_subject(cfg, cohort.plan(4, 1)[0])
+    flipped = synthesize_subject(flipped_cfg, cohort.plan(4, 1)[0])
+    assert randomize_subject(flipped_cfg, cohort.plan(4, 1)[0])[2].flip_rows
+    h, w = plain[0].labels.shape
+    for a, b in zip(plain, flipped, strict=True):
+        np.testing.assert_array_equal(b.labels, a.labels[::-1, ::-1])
+        np.testing.assert_array_equal(b.t2star_ms, a.t2star_ms[::-1, ::-1])
+        np.testing.assert_allclose(b.rv_insertion, [h - 1, w - 1] - a.rv_insertion, atol=1e-4)
+
+
+def test_cli_writes_a_randomized_file(tmp_path):
+    out = tmp_path / "randomized.h5"
+    args = [str(out), "--subjects", "1", "--preset", "randomized", "--seed", "2", "--no-progress"]
+    assert main(args) == 0
+    info = inspect_echo_stack(out)
+    assert info.n_slices == 3 and 6 <= info.n_echoes <= 12
+    assert {"labels", "rv_insertion", "t2star_ms"} <= info.datasets

@@ -121,6 +121,7 @@ def _datamodule(path: Path) -> EchoStackDataModule:
         multiprocessing_context=None,
         sharing_strategy=None,
         predict_path=None,
+        te_ms=None,
     )
 
 

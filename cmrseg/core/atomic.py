@@ -69,9 +69,10 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     On success every file written into the temporary folder is ``fsync``-ed and moved into
     ``path`` (created if needed) by one rename per file, after all of them are complete; files
-    of ``path`` that the temporary folder does not hold are kept. When ``path`` does not exist
-    yet, the whole folder is renamed into place at once. On any exception the temporary folder
-    is removed and ``path`` is left as it was.
+    of ``path`` that the temporary folder does not hold are kept; a sub-folder replaces the one
+    of its name in ``path`` as a whole (the old one is moved aside, then removed). When ``path``
+    does not exist yet, the whole folder is renamed into place at once. On any exception the
+    temporary folder is removed and ``path`` is left as it was.
 
     Args:
         path: Destination folder.
@@ -88,7 +89,11 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         if not final.exists():
             os.replace(tmp, final)
         else:
-            for item in sorted(tmp.iterdir()):
+            items = sorted(tmp.iterdir())
+            aside = Path(tempfile.mkdtemp(dir=tmp))  # replaced sub-folders; removed with tmp
+            for item in items:
+                if item.is_dir() and (final / item.name).is_dir():
+                    os.replace(final / item.name, aside / item.name)
                 os.replace(item, final / item.name)
             _fsync(final)
         _fsync(final.parent)

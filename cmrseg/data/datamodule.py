@@ -163,6 +163,10 @@ class EchoStackDataModule(LightningDataModule):
             2 cores; ``torch_shm_manager`` removes the files of crashed processes),
             ``file_descriptor`` (PyTorch's Linux default), or ``None`` to leave it alone.
         predict_path: File for ``predict_dataloader`` (labels optional); ``None`` uses ``path``.
+        te_ms: Echo times (ms) that validation, test and predict slices are given at (a
+            model's training echo times; set by :mod:`cmrseg.inference`): slices acquired at
+            other times get their decay resampled to these (see
+            :class:`~cmrseg.data.dataset.EchoStackDataset`); ``None``: ``echoes`` as stored.
     """
 
     def __init__(
@@ -188,6 +192,7 @@ class EchoStackDataModule(LightningDataModule):
         multiprocessing_context: str | None,
         sharing_strategy: str | None,
         predict_path: str | os.PathLike[str] | None,
+        te_ms: Sequence[float] | None,
     ) -> None:
         super().__init__()
         if input_mode not in INPUT_MODES:
@@ -227,6 +232,7 @@ class EchoStackDataModule(LightningDataModule):
         self.multiprocessing_context = multiprocessing_context
         self.sharing_strategy = sharing_strategy
         self.predict_path = None if predict_path is None else Path(predict_path)
+        self.te_ms = None if te_ms is None else [float(t) for t in te_ms]
         self._info: EchoStackInfo | None = None
         self._predict_info: EchoStackInfo | None = None
         self._split: SubjectSplit | None = None
@@ -352,6 +358,8 @@ class EchoStackDataModule(LightningDataModule):
         """Input channels of the network: 1, or the number of echoes stacked as channels."""
         if self.input_mode == "echoes_as_samples":
             return 1
+        if self.te_ms is not None:
+            return len(self.te_ms)
         if self.echoes is not None:
             return len(self.echoes)
         return (self.info if self.path is not None else self.predict_info).n_echoes
@@ -401,6 +409,7 @@ class EchoStackDataModule(LightningDataModule):
             "target": self.target,
             "normalization": normalization,
             "transform": self.augmentation if split == "train" else None,
+            "te_ms": None if split == "train" else self.te_ms,
         }
 
     def setup(self, stage: str) -> None:
@@ -421,7 +430,8 @@ class EchoStackDataModule(LightningDataModule):
                 )
             if "labels" not in self.info.datasets:
                 raise InputError(f"{self.info.path}: labels: dataset is missing, needed to {stage}")
-            resolve_echoes(self.echoes, self.info)
+            if self.te_ms is None or "train" in wanted[stage]:
+                resolve_echoes(self.echoes, self.info)
         for split in wanted[stage]:
             if split not in self._datasets:
                 self._datasets[split] = self._dataset(split)

@@ -28,6 +28,7 @@ from cmrseg.core.errors import InputError
 from cmrseg.core.geometry import aha_segment_map
 from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStackInfo
+from cmrseg.data.resample import check_te_coverage, resample_decay, same_echo_times
 from cmrseg.data.transforms import Normalization, augment, iter_transforms, normalize
 from cmrseg.data.transforms import seed_transform as _seed_transform
 
@@ -133,10 +134,16 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
         normalization: See :func:`~cmrseg.data.transforms.normalize`.
         transform: Optional albumentations transform applied to image and mask (training).
         with_labels: Whether items carry a ``mask``; needs ``labels`` in the file.
+        te_ms: ``echoes_as_channels`` only: the echo times (ms) the channels must have, e.g.
+            those a model was trained on; ``echoes`` is then unused. A slice that has echoes at
+            these times (within 0.5 %) gives them as stored; any other slice gives its decay
+            resampled to them (:func:`~cmrseg.data.resample.resample_decay`). ``None``: the
+            ``echoes`` as stored.
 
     Raises:
-        InputError: An echo index out of range, labels requested from a file without them, or
-            ``aha16`` targets for slices without RV insertion point or slice location.
+        InputError: An echo index out of range, labels requested from a file without them,
+            ``aha16`` targets for slices without RV insertion point or slice location, or a
+            slice whose echoes do not cover ``te_ms``.
     """
 
     def __init__(
@@ -150,14 +157,23 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
         normalization: Normalization,
         transform: Callable[..., dict[str, Any]] | None = None,
         with_labels: bool = True,
+        te_ms: Sequence[float] | None = None,
     ) -> None:
         info = source.info
         if input_mode not in INPUT_MODES:
             raise InputError(f"data.input_mode: {input_mode!r} is not one of {INPUT_MODES}")
+        if te_ms is not None and input_mode != "echoes_as_channels":
+            raise ValueError("te_ms needs input_mode echoes_as_channels")
         self.source = source
         self.slice_indices = np.asarray(slice_indices, dtype=np.int64)
         self.input_mode = input_mode
-        self.echoes = resolve_echoes(echoes, info)
+        self.te_ms = None if te_ms is None else np.asarray(te_ms, np.float32)
+        self._stored_echoes: dict[int, list[int]] = {}
+        if self.te_ms is not None:
+            self.echoes = tuple(range(len(self.te_ms)))
+            self._match_echo_times(info)
+        else:
+            self.echoes = resolve_echoes(echoes, info)
         self.target = _check_target(target)
         self.normalization = normalization
         self.transform = transform
@@ -166,6 +182,24 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
             raise ValueError(f"slice indices outside [0, {info.n_slices}) of {info.path}")
         if with_labels:
             self._check_labels(info)
+
+    def _match_echo_times(self, info: EchoStackInfo) -> None:
+        """Per slice: the stored echoes at ``te_ms``, or a check that resampling can reach them."""
+        for i in self.slice_indices.tolist():
+            te = info.te_ms[i]
+            nearest = [int(np.argmin(np.abs(te - t))) for t in self.te_ms]
+            if same_echo_times(te[nearest], self.te_ms):
+                self._stored_echoes[i] = nearest
+            else:
+                check_te_coverage(te, self.te_ms, f"{info.path}: slice {i}")
+        resampled = len(self.slice_indices) - len(self._stored_echoes)
+        if resampled:
+            log.info(
+                "%s: %d slices resampled to the echo times %s ms (log-linear per pixel)",
+                info.path,
+                resampled,
+                ", ".join(f"{t:.2f}" for t in self.te_ms),
+            )
 
     def _check_labels(self, info: EchoStackInfo) -> None:
         if "labels" not in info.datasets:
@@ -223,8 +257,15 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
             slice_index = int(self.slice_indices[index])
             echo_index = -1
             sample_id = slice_index
-            channels = list(self.echoes)
-        image = self.source.read("images", slice_index, channels)
+            channels = list(self._stored_echoes.get(slice_index, self.echoes))
+        te_ms = info.te_ms[slice_index, channels].astype(np.float32)
+        if self.te_ms is not None and slice_index not in self._stored_echoes:
+            image = resample_decay(
+                self.source.read("images", slice_index), info.te_ms[slice_index], self.te_ms
+            )
+            te_ms = self.te_ms
+        else:
+            image = self.source.read("images", slice_index, channels)
         mask = None
         if self.with_labels:
             mask = encode_target(
@@ -244,7 +285,7 @@ class EchoStackDataset(Dataset[dict[str, torch.Tensor]]):
             "slice_index": torch.tensor(slice_index, dtype=torch.int64),
             "echo_index": torch.tensor(echo_index, dtype=torch.int64),
             "pixel_spacing_mm": torch.from_numpy(info.pixel_spacing_mm[slice_index].copy()),
-            "te_ms": torch.from_numpy(info.te_ms[slice_index, channels].astype(np.float32)),
+            "te_ms": torch.from_numpy(np.array(te_ms, dtype=np.float32)),
         }
         if mask is not None:
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))

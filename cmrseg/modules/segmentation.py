@@ -19,6 +19,12 @@ The default is chosen on validation data (see ``conf/model/unet.yaml``).
 ``test_time_augmentation`` (``none`` or ``rot90``) optionally averages the fused probabilities of
 the slice rotated by 0, 90, 180 and 270 degrees (each rotated back), the geometric transforms of
 the paper's training augmentation; it costs four forward passes per slice.
+
+Pixel spacing: with :attr:`SegmentationModule.input_spacing_mm` set (the training data's, by
+:func:`cmrseg.inference.load_module_from_checkpoint`), a slice whose spacing differs by more than
+1% is resampled to it (bilinear, antialiased when shrinking), segmented, and its class
+probabilities resampled back to the slice's grid (bilinear) before the arg-max, as nnU-Net does.
+Any matrix size works: images are padded to the network's size divisor and cropped back.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ log = logging.getLogger(__name__)
 EchoFusion = Literal["first", "mean_softmax"]
 TestTimeAugmentation = Literal["none", "rot90"]
 _RNG_KEY = "cmrseg_rng_states"
+_SPACING_RTOL = 0.01  # spacings within 1 % are the training spacing
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -126,6 +133,8 @@ class SegmentationModule(LightningModule):
         self._optimizer_factory = optimizer
         self._scheduler_factory = scheduler
         self.myocardium_classes = tuple(int(c) for c in net.myocardium_classes)
+        #: (row, column) mm that evaluation and prediction resample slices to; None: as stored
+        self.input_spacing_mm: tuple[float, float] | None = None
         self.configure_models()
         self.configure_metrics(metrics)
 
@@ -236,9 +245,49 @@ class SegmentationModule(LightningModule):
         per_echo = self(images.reshape(b * channels, 1, *images.shape[-2:])).softmax(dim=1)
         return per_echo.reshape(b, channels, *per_echo.shape[1:]).mean(dim=1)
 
-    def predict_labels(self, images: torch.Tensor) -> torch.Tensor:
-        """Echo-stack labels uint8 ``[B, H, W]`` (0 bg, 1 blood pool, 2 myocardium)."""
-        return self._labels(self.segment_probabilities(images))
+    def probabilities_at_spacing(
+        self, images: torch.Tensor, pixel_spacing_mm: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:meth:`segment_probabilities` of slices resampled to :attr:`input_spacing_mm`.
+
+        Args:
+            images: ``[B, C, H, W]``.
+            pixel_spacing_mm: ``[B, 2]`` (row, column) spacing of each slice, or ``None``.
+
+        Returns:
+            Class probabilities ``[B, K, H, W]`` on the slices' own grids.
+        """
+        if self.input_spacing_mm is None or pixel_spacing_mm is None:
+            return self.segment_probabilities(images)
+        target = torch.tensor(self.input_spacing_mm, dtype=torch.float64)
+        scales = pixel_spacing_mm.detach().to("cpu", torch.float64) / target
+        if bool(((scales - 1).abs() <= _SPACING_RTOL).all()):
+            return self.segment_probabilities(images)
+        h, w = images.shape[-2:]
+        out = []
+        for image, scale in zip(images, scales, strict=True):
+            size = (max(1, round(h * float(scale[0]))), max(1, round(w * float(scale[1]))))
+            resized = functional.interpolate(
+                image[None],
+                size=size,
+                mode="bilinear",
+                align_corners=False,
+                antialias=size[0] < h or size[1] < w,
+            )
+            probs = self.segment_probabilities(resized)
+            out.append(functional.interpolate(probs, size=(h, w), mode="bilinear"))
+        return torch.cat(out)
+
+    def predict_labels(
+        self, images: torch.Tensor, pixel_spacing_mm: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Echo-stack labels uint8 ``[B, H, W]`` (0 bg, 1 blood pool, 2 myocardium).
+
+        Args:
+            images: ``[B, C, H, W]``.
+            pixel_spacing_mm: ``[B, 2]``, used with :attr:`input_spacing_mm` (module docstring).
+        """
+        return self._labels(self.probabilities_at_spacing(images, pixel_spacing_mm))
 
     def _labels(self, probs: torch.Tensor) -> torch.Tensor:
         return logits_to_labels(
@@ -293,7 +342,7 @@ class SegmentationModule(LightningModule):
     def _evaluate(
         self, batch: dict[str, Any], metrics: MetricCollection, stage: str
     ) -> dict[str, torch.Tensor]:
-        probs = self.segment_probabilities(batch["image"])
+        probs = self.probabilities_at_spacing(batch["image"], batch["pixel_spacing_mm"])
         # the configured loss of the evaluated (fused) probabilities: every loss here takes
         # logits through a softmax, and softmax(log p) = p
         loss = self.loss_fn(probs.clamp_min(1e-8).log(), batch["mask"])
@@ -338,7 +387,8 @@ class SegmentationModule(LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted labels: ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}``."""
-        return {"labels": self.predict_labels(batch["image"]), "slice_index": batch["slice_index"]}
+        labels = self.predict_labels(batch["image"], batch["pixel_spacing_mm"])
+        return {"labels": labels, "slice_index": batch["slice_index"]}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the global RNG states so that a resumed run draws the same dropout masks."""

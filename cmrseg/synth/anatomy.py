@@ -92,6 +92,7 @@ class SubjectAnatomy:
     trabeculation_radius_mm: float
     t2star_phase: tuple[float, float]
     t2star_weight: tuple[float, float]
+    rotation: float  # of the whole scene; "anterior" is up after undoing it
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,11 @@ class SliceAnatomy:
         return 1.0 + self.t2star_variation * delta
 
     def rv_insertion_mm(self) -> tuple[float, float]:
-        """Anterior RV insertion point (y, x) in mm: where the RV mid-wall meets the epicardium."""
+        """Anterior RV insertion point (y, x) in mm: where the RV mid-wall meets the epicardium.
+
+        Of the two crossings, the anterior one is the higher on the image once the subject's
+        whole-scene rotation is undone.
+        """
         theta = np.linspace(-math.pi, math.pi, _N_CONTOUR, endpoint=False)
         r = self.endo_radius(theta) + self.wall_thickness(theta)
         cy, cx = self.lv_center
@@ -149,7 +154,8 @@ class SliceAnatomy:
         crossings = np.flatnonzero(inside != np.roll(inside, -1))
         if crossings.size < 2:
             raise RuntimeError("RV does not meet the LV epicardium; check the RV geometry config")
-        best = crossings[np.argmin(y[crossings])]
+        anterior = _local(y[crossings], x[crossings], cy, cx, self.subject.rotation)[0]
+        best = crossings[np.argmin(anterior)]
         return float(y[best]), float(x[best])
 
 
@@ -171,7 +177,10 @@ class TissueMaps:
 
 
 def draw_subject(
-    cfg: AnatomyConfig, fov_mm: tuple[float, float], rng: np.random.Generator
+    cfg: AnatomyConfig,
+    fov_mm: tuple[float, float],
+    rng: np.random.Generator,
+    rotation_rad: float = 0.0,
 ) -> list[SliceAnatomy]:
     """Draw one subject's body and heart and return its base, mid and apex slices.
 
@@ -179,6 +188,7 @@ def draw_subject(
         cfg: Anatomy distributions; every standard deviation is scaled by ``cfg.variability``.
         fov_mm: Field of view (rows, columns) in mm; the torso is centred in it.
         rng: The subject's random stream.
+        rotation_rad: In-plane rotation of the whole body and heart (domain randomization).
 
     Returns:
         Slices in the order of ``cfg.slices`` keys (base, mid, apex).
@@ -193,13 +203,13 @@ def draw_subject(
             float(min(ax, _MAX_TORSO_FILL * fov_mm[1] / 2 - abs(center[1] - fov_mm[1] / 2))),
             float(min(ay, _MAX_TORSO_FILL * fov_mm[0] / 2 - abs(center[0] - fov_mm[0] / 2))),
         ),
-        torso_angle=math.radians(3.0 * var * rng.standard_normal()),
+        torso_angle=rotation_rad + math.radians(3.0 * var * rng.standard_normal()),
         torso_profile=_Profile.random(rng, 2 * irregular, 2, 5),
         fat_mm=cfg.subcutaneous_fat_mm.draw(rng, var),
         fat_profile=_Profile.random(rng, 0.3, 1, 3),
         muscle_mm=cfg.muscle_mm.draw(rng, var),
         lv_center=(0.0, 0.0),
-        heart_angle=math.radians(cfg.heart_rotation_deg.draw(rng, var)),
+        heart_angle=rotation_rad + math.radians(cfg.heart_rotation_deg.draw(rng, var)),
         endo_radius_mm=cfg.lv_endo_radius_mm.draw(rng, var),
         ellipticity=cfg.lv_ellipticity.draw(rng, var),
         wall_mm=cfg.wall_thickness_mm.draw(rng, var),
@@ -211,6 +221,7 @@ def draw_subject(
         trabeculation_radius_mm=cfg.trabeculation_radius_mm.draw(rng, var),
         t2star_phase=tuple(rng.uniform(-math.pi, math.pi, 2)),
         t2star_weight=tuple(rng.uniform(0.3, 1.0, 2)),
+        rotation=rotation_rad,
     )
     off_y, off_x = cfg.heart_offset_mm.draw(rng, var)[::-1]
     ty, tx = torso.torso_center

@@ -24,6 +24,8 @@ import numpy as np
 from cmrseg.conf import CONF_DIR, ConfigError, load_structured
 
 __all__ = [
+    "FIELD_STRENGTHS_T",
+    "ORGANS_THAT_MAY_BE_ABSENT",
     "SAMPLING_MODES",
     "SLICE_LOCATIONS",
     "TISSUES",
@@ -37,6 +39,10 @@ __all__ = [
     "LiverModel",
     "Normal",
     "NormalVector",
+    "R2StarLine",
+    "RandomizeConfig",
+    "Range",
+    "Relaxation3T",
     "SliceScales",
     "SubjectPlan",
     "SynthConfig",
@@ -49,6 +55,7 @@ __all__ = [
 
 SLICE_LOCATIONS: tuple[str, ...] = ("base", "mid", "apex")
 SAMPLING_MODES: tuple[str, ...] = ("kspace", "area_mean")
+FIELD_STRENGTHS_T: tuple[float, ...] = (1.5, 3.0)
 TISSUES: tuple[str, ...] = (
     "air",
     "lung",
@@ -64,6 +71,15 @@ TISSUES: tuple[str, ...] = (
     "myocardium",
 )
 _PER_SUBJECT_T2STAR = ("myocardium", "liver")
+#: Tissues a randomized subject may lack, each with the tissue that takes its place.
+ORGANS_THAT_MAY_BE_ABSENT: dict[str, str] = {
+    "subcutaneous_fat": "air",
+    "mediastinum": "lung",
+    "epicardial_fat": "mediastinum",
+    "spine": "skeletal_muscle",
+    "liver": "lung",
+    "aorta_blood": "mediastinum",
+}
 _NO_SIGNAL = ("air", "lung")
 
 
@@ -100,6 +116,21 @@ class NormalVector:
         """Draw one vector, float64 ``[len(mean)]``."""
         z = rng.standard_normal(len(self.mean))
         return np.asarray(self.mean) + variability * np.asarray(self.sd) * z
+
+
+@dataclass
+class Range:
+    """A uniform draw in ``[low, high]``, log-uniform when ``log``."""
+
+    low: float
+    high: float
+    log: bool
+
+    def draw(self, rng: np.random.Generator) -> float:
+        """Draw one value."""
+        if self.log:
+            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
 
 
 @dataclass
@@ -146,6 +177,33 @@ class TissueProperties:
     s0: float
     t2star_ms: float | None
     fat_fraction: float
+
+
+@dataclass
+class R2StarLine:
+    """A published line ``R2*(3 T) = slope * R2*(1.5 T) + intercept_per_s`` (R2* = 1/T2*)."""
+
+    slope: float
+    intercept_per_s: float
+
+    def t2star_3t_ms(self, t2star_15_ms: np.ndarray | float) -> np.ndarray:
+        """T2* at 3 T (ms) of a tissue with ``t2star_15_ms`` at 1.5 T, never longer than it."""
+        r2_15 = 1000.0 / np.asarray(t2star_15_ms, np.float64)
+        r2_3 = np.maximum(self.slope * r2_15 + self.intercept_per_s, r2_15)
+        return 1000.0 / r2_3
+
+
+@dataclass
+class Relaxation3T:
+    """How 1.5 T T2* values become 3 T ones: myocardium, liver, every other tissue."""
+
+    myocardium: R2StarLine
+    liver: R2StarLine
+    other: R2StarLine
+
+    def line(self, tissue: str) -> R2StarLine:
+        """The line of one tissue of :data:`TISSUES`."""
+        return {"myocardium": self.myocardium, "liver": self.liver}.get(tissue, self.other)
 
 
 @dataclass
@@ -207,16 +265,76 @@ class AcquisitionConfig:
 
 
 @dataclass
+class RandomizeConfig:
+    """Domain randomization (SynthSeg style); see ``conf/synth/preset/randomized.yaml``.
+
+    Per file (from the cohort seed): the display matrix and the number of echoes. Per subject
+    (from its stream): everything else, replacing the corresponding fixed values or
+    distributions of the base configuration.
+    """
+
+    matrix_choices: list[list[int]]
+    n_echoes: list[int]
+    field_strength_t: list[float]
+    field_of_view_mm: Range
+    te_first_ms: Range
+    echo_spacing_ms: Range
+    phase_resolution: Range
+    n_coils: list[int]
+    coil_length_mm: Range
+    snr: Range
+    ghosting_mm: Range
+    misregistration_mm: Range
+    bias_field: Range
+    variability: Range
+    lv_scale: Range
+    wall_thickness_mm: Range
+    lv_ellipticity: Range
+    rv_half_angle_deg: Range
+    rv_depth: Range
+    torso_scale: Range
+    rotation_deg: Range
+    flip_probability: float
+    tissue_s0_scale: Range
+    tissue_t2star_scale: Range
+    lung_signal_probability: float
+    lung_s0: Range
+    lung_t2star_ms: Range
+    organ_probability: dict[str, float]
+
+
+@dataclass
 class SynthConfig:
-    """The whole phantom configuration (defaults merged with a preset and overrides)."""
+    """The whole phantom configuration (defaults merged with a preset and overrides).
+
+    Tissue and cohort T2* values are at 1.5 T; at ``field_strength_t`` 3.0 they are converted
+    by :meth:`t2star_at_field` (``relaxation_3t``).
+    """
 
     field_strength_t: float
     grid: GridConfig
     echoes: EchoConfig
     fat_spectrum: FatSpectrum
     tissues: dict[str, TissueProperties]
+    relaxation_3t: Relaxation3T
     anatomy: AnatomyConfig
     acquisition: AcquisitionConfig
+    randomize: RandomizeConfig | None
+
+    def t2star_at_field(self, tissue: str, t2star_15_ms: np.ndarray | float) -> np.ndarray:
+        """T2* (ms) of ``tissue`` at ``field_strength_t`` from its value at 1.5 T.
+
+        Args:
+            tissue: A name of :data:`TISSUES`.
+            t2star_15_ms: T2* at 1.5 T, ms, any shape.
+
+        Returns:
+            float64 array of the same shape: unchanged at 1.5 T; at 3 T by the published
+            R2* line of the tissue (``relaxation_3t``; Storey et al., JMRI 2007).
+        """
+        if self.field_strength_t == 1.5:
+            return np.asarray(t2star_15_ms, np.float64)
+        return self.relaxation_3t.line(tissue).t2star_3t_ms(t2star_15_ms)
 
 
 # --------------------------------------------------------------------------- cohort dataclasses
@@ -342,6 +460,14 @@ def _validate(cfg: SynthConfig, where: str) -> None:
             raise SynthConfigError(f"{where}: {key}: {problem}")
 
     need(len(cfg.grid.shape) == 2, "grid.shape", "must be [rows, columns]")
+    need(
+        cfg.field_strength_t in FIELD_STRENGTHS_T,
+        "field_strength_t",
+        f"must be one of {FIELD_STRENGTHS_T} (tesla; relaxation is published for these)",
+    )
+    for name in ("myocardium", "liver", "other"):
+        line = getattr(cfg.relaxation_3t, name)
+        need(line.slope >= 1, f"relaxation_3t.{name}", "slope must be >= 1")
     rows, cols = cfg.grid.shape
     need(rows > 0 and cols > 0, "grid.shape", "must be positive")
     need(cfg.grid.pixel_spacing_mm > 0, "grid.pixel_spacing_mm", "must be > 0")
@@ -398,6 +524,49 @@ def _validate(cfg: SynthConfig, where: str) -> None:
     need(acq.ghosting_mm >= 0, "acquisition.ghosting_mm", "must be >= 0")
     need(acq.misregistration_mm >= 0, "acquisition.misregistration_mm", "must be >= 0")
     need(acq.heartbeats >= 1, "acquisition.heartbeats", "must be >= 1")
+    if cfg.randomize is not None:
+        _validate_randomize(cfg.randomize, need)
+
+
+def _validate_randomize(r: RandomizeConfig, need: Any) -> None:
+    need(
+        bool(r.matrix_choices) and all(len(m) == 2 and min(m) >= 32 for m in r.matrix_choices),
+        "randomize.matrix_choices",
+        "need [rows, columns] pairs of at least 32",
+    )
+    for key in ("n_echoes", "n_coils"):
+        pair = getattr(r, key)
+        need(len(pair) == 2 and 1 <= pair[0] <= pair[1], f"randomize.{key}", "[min, max], >= 1")
+    need(r.n_echoes[0] >= 2, "randomize.n_echoes", "min must be >= 2")
+    need(
+        bool(r.field_strength_t) and set(r.field_strength_t) <= set(FIELD_STRENGTHS_T),
+        "randomize.field_strength_t",
+        f"choices among {FIELD_STRENGTHS_T}",
+    )
+    for f in dataclasses.fields(r):
+        value = getattr(r, f.name)
+        if isinstance(value, Range):
+            need(value.low <= value.high, f"randomize.{f.name}", "need low <= high")
+            need(not value.log or value.low > 0, f"randomize.{f.name}", "log needs low > 0")
+    for key in ("field_of_view_mm", "te_first_ms", "echo_spacing_ms", "coil_length_mm", "snr"):
+        need(getattr(r, key).low > 0, f"randomize.{key}", "must be > 0")
+    need(
+        r.phase_resolution.low > 0 and r.phase_resolution.high <= 1,
+        "randomize.phase_resolution",
+        "must lie in (0, 1]",
+    )
+    probabilities = {
+        "flip_probability": r.flip_probability,
+        "lung_signal_probability": r.lung_signal_probability,
+        **{f"organ_probability.{k}": v for k, v in r.organ_probability.items()},
+    }
+    for key, value in probabilities.items():
+        need(0 <= value <= 1, f"randomize.{key}", "probability in [0, 1]")
+    need(
+        set(r.organ_probability) == set(ORGANS_THAT_MAY_BE_ABSENT),
+        "randomize.organ_probability",
+        f"must list exactly {list(ORGANS_THAT_MAY_BE_ABSENT)}",
+    )
 
 
 def load_synth_config(

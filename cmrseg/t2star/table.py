@@ -11,9 +11,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cmrseg.core.atomic import atomic_path
+from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.t2star.config import T2StarConfig
 from cmrseg.t2star.grading import grading_field_t
-from cmrseg.t2star.quantify import RegionResult, quantify_slice
+from cmrseg.t2star.quantify import PixelFits, RegionResult, quantify_slice, slice_noise
 from cmrseg.t2star.status import Status
 
 __all__ = ["CSV_COLUMNS", "quantify_stack", "slice_rows", "write_t2star_csv"]
@@ -119,8 +120,12 @@ def quantify_stack(
     pixel_spacing_mm: np.ndarray | None = None,
     field_strength_t: np.ndarray | None = None,
     progress: bool = True,
+    t2star_maps: np.ndarray | None = None,
 ) -> list[dict[str, str]]:
     """Quantify every slice of an echo stack into CSV rows (global + 6 sectors per slice).
+
+    Each slice's pixels are fitted once: its regions and, with ``t2star_maps``, its pixel map
+    share one :class:`~cmrseg.t2star.PixelFits` and one noise model.
 
     Args:
         images: ``[N, E, H, W]`` array, or any sequence of ``[E, H, W]`` slices (read lazily).
@@ -136,6 +141,9 @@ def quantify_stack(
         field_strength_t: ``[N]`` field in tesla, NaN where unknown; ``None`` when absent
             (every slice unknown: graded at 1.5 T, ``unknown_field``).
         progress: Show a progress bar over slices.
+        t2star_maps: ``[N, H, W]`` float array to fill with the pixel-wise T2* (ms) inside the
+            myocardium of ``labels`` (NaN elsewhere and where a pixel's fit is not ``ok``), as
+            ``t2star_map_ms`` stores it; ``None``: no maps.
 
     Returns:
         Rows for :func:`write_t2star_csv`, 7 per slice.
@@ -144,15 +152,26 @@ def quantify_stack(
     for i in tqdm(range(len(images)), desc="T2* fit", unit="slice", disable=not progress):
         point = None if rv_insertion is None else rv_insertion[i]
         axis = -1 if phase_encoding_axis is None else int(phase_encoding_axis[i])
+        slice_images, slice_labels = np.asarray(images[i]), np.asarray(labels[i])
+        wall = slice_labels == MYOCARDIUM
+        noise = slice_noise(slice_images, config, phase_encoding_axis=axis) if wall.any() else None
+        pixel_fits = PixelFits(slice_labels.shape)
         results = quantify_slice(
-            images[i],
+            slice_images,
             te_ms[i],
-            labels[i],
+            slice_labels,
             point,
             config=config,
             phase_encoding_axis=axis,
             pixel_spacing_mm=None if pixel_spacing_mm is None else pixel_spacing_mm[i],
+            noise=noise,
+            pixel_fits=pixel_fits,
         )
+        if t2star_maps is not None:
+            t2star_maps[i] = np.nan
+            if noise is not None and noise.options is not None:
+                fits = pixel_fits.fit(slice_images, te_ms[i], wall, noise.options, noise.sigma)
+                t2star_maps[i][wall] = fits.t2star_ms
         field = np.nan if field_strength_t is None else float(field_strength_t[i])
         rows += slice_rows(subject_id[i], i, slice_location[i], results, field)
     return rows
