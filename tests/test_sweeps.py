@@ -65,7 +65,6 @@ def _last_val_jaccard(job: Path) -> float:
     return float(values[-1])
 
 
-@pytest.mark.slow
 def test_optuna_sweep_of_two_tiny_trials(tiny_stack_path: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "multirun"
     command = [
