@@ -66,7 +66,7 @@ _NET_METHODS = {"UNet": "unet", "MartiniUNet": "martini_unet", "MonaiUNet": "mon
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
 # they had then
 _ADDED_MODULE_ARGS = {"cmrseg.modules.SegmentationModule": {"test_time_augmentation": "none"}}
-_ADDED_DATA_ARGS = {"sharing_strategy": None, "te_ms": None}
+_ADDED_DATA_ARGS = {"sharing_strategy": None, "te_ms": None, "test_subjects": "split"}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
 INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
 

@@ -21,7 +21,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from cmrseg.core.errors import InputError
 
-__all__ = ["CONF_DIR", "HYDRA_CONFIG_PATH", "ConfigError", "load_structured"]
+__all__ = ["CONF_DIR", "HYDRA_CONFIG_PATH", "ConfigError", "load_structured", "stage_widths"]
 
 #: This folder: ``conf/`` of the repository in an editable install, ``cmrseg/conf`` in a wheel.
 CONF_DIR = Path(__file__).resolve().parent
@@ -109,3 +109,24 @@ def _check_finite(node: Any, key: str, label: str, error: type[ConfigError]) -> 
             _check_finite(child, f"{key}[{index}]", label, error)
     elif isinstance(node, float) and not math.isfinite(node):
         raise error(f"{label}: {key}: expected a finite number, got {node}")
+
+
+def stage_widths(base: int, n_stages: int, cap: int) -> list[int]:
+    """Channels per U-Net stage: doubling from ``base``, capped at ``cap`` (nnU-Net's rule).
+
+    Registered as the OmegaConf resolver ``cmrseg.stage_widths``, so a config can scale a
+    network's width with one number (``conf/hparams_search/unet_optuna.yaml``), e.g.
+    ``stage_widths(32, 6, 512)`` gives ``[32, 64, 128, 256, 512, 512]``.
+
+    Args:
+        base: Channels of the first stage, >= 1.
+        n_stages: Number of stages, >= 1.
+        cap: Largest number of channels of a stage.
+    """
+    if base < 1 or n_stages < 1:
+        raise ConfigError(f"cmrseg.stage_widths: base {base} and n_stages {n_stages} must be >= 1")
+    return [min(int(base) * 2**i, int(cap)) for i in range(int(n_stages))]
+
+
+if not OmegaConf.has_resolver("cmrseg.stage_widths"):
+    OmegaConf.register_new_resolver("cmrseg.stage_widths", stage_widths)

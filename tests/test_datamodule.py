@@ -119,6 +119,22 @@ def test_split_file_round_trip_and_mismatch(cohort, tmp_path, caplog):
         _datamodule(other, f"data.split_file={split_file}").setup("fit")
 
 
+def test_test_subjects_all_tests_every_slice_and_leaves_the_split_file_alone(cohort, tmp_path):
+    path, stack = cohort
+    split_file = tmp_path / "split.json"
+    split_file.write_text("not a split of this file")
+    dm = _datamodule(path, f"data.split_file={split_file}", "data.test_subjects=all")
+    dm.setup("test")
+    np.testing.assert_array_equal(dm.split_indices("test"), np.arange(len(stack.subject_id)))
+    assert dm.split.train == dm.split.val == ()
+    assert (dm.split.num_folds, dm.split.fold) == (None, None)
+    assert len(dm.dataset("test")) == len(stack.subject_id)
+    assert split_file.read_text() == "not a split of this file"
+    for stage in ("fit", "validate"):
+        with pytest.raises(InputError, match=rf"test_subjects=all: .* none is left to {stage}"):
+            dm.setup(stage)
+
+
 def test_missing_file_and_missing_path(tmp_path):
     with pytest.raises(EchoStackError, match=r"nothere\.h5: file not found"):
         _datamodule(tmp_path / "nothere.h5").setup("fit")
@@ -187,6 +203,7 @@ def test_bad_echoes_are_refused(cohort):
     [
         ("data.sharing_strategy=shm", r"data.sharing_strategy: 'shm' is not one of"),
         ("data.input_mode=bogus", r"data.input_mode: 'bogus' is not one of"),
+        ("data.test_subjects=every", r"data.test_subjects: 'every' is not one of"),
     ],
 )
 def test_bad_settings_are_refused_unwrapped(cohort, override, message):

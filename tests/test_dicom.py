@@ -757,6 +757,7 @@ def test_no_identifier_reaches_predictions_report_logs_or_wandb(
     tmp_path, rng, make_cfg, tiny_run, monkeypatch
 ):
     """Downstream of the import: predict's files and report, run logs and an offline W&B run."""
+    import wandb
     from conftest import compose_config, shrink
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -809,6 +810,7 @@ def test_no_identifier_reaches_predictions_report_logs_or_wandb(
     with open_dict(train_cfg):
         train_cfg.pop("hydra")  # as in a real run: the job's config holds no hydra node
     train(train_cfg)
+    wandb.teardown()  # stop the W&B service as the process's end would: later tests start clean
     assert list((tmp_path / "train").rglob("*.wandb")), "no offline W&B run was written"
 
     files = [

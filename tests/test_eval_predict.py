@@ -75,6 +75,39 @@ def test_eval_on_validation_with_first_echo(make_cfg, tiny_run: Path, tmp_path: 
     assert objects["datamodule"].dataset("val")[0]["image"].shape == (3, 32, 32)
 
 
+def test_eval_split_all_scores_every_slice_of_another_cohort(
+    make_cfg, tiny_run: Path, tmp_path: Path, capsys
+) -> None:
+    other = tmp_path / "other.h5"
+    write_echo_stack(other, ring_phantom(3, seed=11))  # S000-S002: not the training split's
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    train_split = (tiny_run / "split.json").read_bytes()
+    with pytest.raises(SystemExit) as exc:  # split=test: the training split is not other's
+        evaluate(_eval_cfg(make_cfg, ckpt, tmp_path / "test", f"data.path={other}"))
+    assert exc.value.code == 2
+    assert "split does not match the subjects of" in capsys.readouterr().err
+
+    out = tmp_path / "all"
+    metrics, objects = evaluate(_eval_cfg(make_cfg, ckpt, out, f"data.path={other}", "split=all"))
+    assert 0.0 <= metrics["test/jaccard"] <= 1.0
+    assert len(objects["datamodule"].dataset("test")) == 6
+    assert json.loads((out / "metrics.json").read_text())["split"] == "all"
+    rows = (out / "t2star" / "test_table.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    keys = {
+        (r.split(",")[header.index("subject_id")], r.split(",")[header.index("slice_index")])
+        for r in rows[1:]
+    }
+    assert keys == {(f"S00{i // 2}", str(i)) for i in range(6)}
+    assert (tiny_run / "split.json").read_bytes() == train_split
+    assert not (out / "split.json").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert (record["status"], record["split"], record["fold"]) == ("finished", "all", None)
+    assert record["cohort"]["file"] == "other.h5"
+    assert record["cohort"]["fingerprint"] != record["train_cohort"]["fingerprint"]
+    assert len((out / "slices.csv").read_text().splitlines()) == 1 + 6
+
+
 def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path) -> None:
     ckpt = tiny_run / "checkpoints" / "last.ckpt"
     metrics, objects = evaluate(_eval_cfg(make_cfg, ckpt, tmp_path, "test_time_augmentation=rot90"))

@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "data.echo_stack": 2,
     "data.dicom": 2,
     "data.splits": 2,
+    "data.nnunet": 2,
     "data": 3,
     "models": 3,
     "metrics": 3,

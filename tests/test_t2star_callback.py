@@ -115,6 +115,7 @@ def _datamodule(path: Path) -> EchoStackDataModule:
         num_folds=None,
         fold=None,
         split_file=None,
+        test_subjects="split",
         augmentation=None,
         seed=None,
         num_workers=0,

@@ -1,4 +1,4 @@
-"""``cmrseg-eval``: evaluate a trained checkpoint on the test split (Hydra; ``conf/eval.yaml``).
+"""``cmrseg-eval``: evaluate a trained checkpoint on a split or a whole cohort (``conf/eval.yaml``).
 
 The network and the data settings (input mode, echoes, target, normalization, split) are
 rebuilt from the checkpoint; ``data.*`` keys set here override the stored ones (e.g. another
@@ -8,9 +8,16 @@ slices) and, with the T2* callback (the default), the T2* agreement per slice an
 with bootstrap intervals over subjects; writes ``metrics.csv`` and ``metrics.json`` (with the
 T2* summary under ``t2star``) into the run folder.
 
-Example::
+``split``: ``test`` or ``val`` of the training run's subject split (read back from its
+``split.json``), or ``all``: every slice of ``data.path`` (labels needed), for an external
+evaluation on a cohort the model never trained on. ``all`` makes, reads and writes no split
+file (``data.test_subjects=all``); it runs as a test, so the metrics are ``test/...`` and the
+T2* callback writes ``t2star/test_table.csv``.
+
+Examples::
 
     cmrseg-eval ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt
+    cmrseg-eval ckpt_path=.../last.ckpt data.path=other_cohort.h5 split=all
 """
 
 from __future__ import annotations
@@ -50,19 +57,21 @@ log = logging.getLogger(__name__)
 
 @task_wrapper("cmrseg-eval", run_task="eval")
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Evaluate a checkpoint on the test (or validation) split and write the Table-1 metrics.
+    """Evaluate a checkpoint on the test or validation split, or on every slice (``all``).
 
     Args:
         cfg: The composed ``eval.yaml`` config.
 
     Returns:
-        The ``test/...`` (or ``val/...``) metrics and the objects built (``cfg``,
-        ``datamodule``, ``model``, ``trainer``).
+        The ``test/...`` (split test or all) or ``val/...`` metrics and the objects built
+        (``cfg``, ``datamodule``, ``model``, ``trainer``).
     """
-    if cfg.split not in ("test", "val"):
-        raise InputError(f"split: {cfg.split!r} is not 'test' or 'val'")
+    if cfg.split not in ("test", "val", "all"):
+        raise InputError(f"split: {cfg.split!r} is not 'test', 'val' or 'all'")
     model, stored_data = load_module_from_checkpoint(cfg.ckpt_path, inference_overrides(cfg))
-    data_overrides = OmegaConf.to_container(cfg.data) if cfg.get("data") else None
+    data_overrides = OmegaConf.to_container(cfg.data) if cfg.get("data") else {}
+    if cfg.split == "all":
+        data_overrides["test_subjects"] = "all"
     datamodule = inference_datamodule(stored_data, data_overrides)
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -76,12 +85,13 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             ),
         ],
     )
-    run = trainer.test if cfg.split == "test" else trainer.validate
+    stage = "val" if cfg.split == "val" else "test"
+    run = trainer.validate if stage == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)
     metric_dict = {k: float(v) for k, v in results[0].items()} if results else {}
 
     if trainer.is_global_zero:
-        rows = table1_rows(metric_dict, f"{cfg.split}/")
+        rows = table1_rows(metric_dict, f"{stage}/")
         title = (
             f"{cfg.split} metrics of {cfg.ckpt_path} on {datamodule.path} (mean (SD) over slices)"
         )

@@ -35,6 +35,7 @@ from cmrseg.data.echo_stack import EchoStackFile, EchoStackInfo, inspect_echo_st
 from cmrseg.data.splits import (
     SPLIT_NAMES,
     SubjectSplit,
+    all_test_split,
     echo_stack_fingerprint,
     load_split,
     make_subject_split,
@@ -47,6 +48,8 @@ __all__ = ["EchoStackDataModule", "EpochSampler"]
 log = logging.getLogger(__name__)
 
 LoaderSplit = Literal["train", "val", "test", "predict"]
+TestSubjects = Literal["split", "all"]
+TEST_SUBJECTS: tuple[TestSubjects, ...] = ("split", "all")
 
 
 def collate_samples(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -120,6 +123,9 @@ class EchoStackDataModule(LightningDataModule):
     the subjects the test set and draws ``val_fraction`` of all subjects from the rest for
     validation. With ``split_file`` set, an existing file is read back (and refused if its
     subjects differ from the data's); a missing one is written once the split is made.
+    ``test_subjects="all"`` tests every subject of ``path`` instead (an external evaluation of a
+    model trained on another cohort): no split is made, read or saved, and there is nothing to
+    fit or validate on.
 
     Args:
         path: Echo-stack file with ``labels`` for fit/validate/test; ``None`` when only
@@ -138,7 +144,10 @@ class EchoStackDataModule(LightningDataModule):
         split_seed: Seed of the subject shuffle; keep it fixed across training seeds.
         num_folds: ``K`` for k-fold cross-validation, or ``None``.
         fold: Test fold in ``[0, K)``.
-        split_file: JSON file to read the split from, or to write it to if absent.
+        split_file: JSON file to read the split from, or to write it to if absent; unused
+            with ``test_subjects="all"``.
+        test_subjects: ``split`` (the test part of the subject split) or ``all`` (every
+            subject of ``path``; see :func:`~cmrseg.data.splits.all_test_split`).
         augmentation: Training-only albumentations transform (e.g. ``albumentations.Compose``)
             applied to image and mask together; ``None`` for none.
         seed: Seed of the training shuffle and augmentation streams; ``None`` derives it from
@@ -175,6 +184,7 @@ class EchoStackDataModule(LightningDataModule):
         num_folds: int | None,
         fold: int | None,
         split_file: str | os.PathLike[str] | None,
+        test_subjects: TestSubjects,
         augmentation: Callable[..., dict[str, Any]] | None,
         seed: int | None,
         num_workers: int,
@@ -196,6 +206,8 @@ class EchoStackDataModule(LightningDataModule):
             raise InputError(
                 f"data.sharing_strategy: {sharing_strategy!r} is not one of {sorted(strategies)}"
             )
+        if test_subjects not in TEST_SUBJECTS:
+            raise InputError(f"data.test_subjects: {test_subjects!r} is not one of {TEST_SUBJECTS}")
         if batch_size < 1 or num_workers < 0:
             raise InputError(f"data: batch_size {batch_size} / num_workers {num_workers} invalid")
         self._num_classes = num_classes(target)
@@ -212,6 +224,7 @@ class EchoStackDataModule(LightningDataModule):
         self.num_folds = num_folds
         self.fold = fold
         self.split_file = None if split_file is None else Path(split_file)
+        self.test_subjects: TestSubjects = test_subjects
         self.augmentation = augmentation
         self.seed = seed
         self.num_workers = num_workers
@@ -257,7 +270,10 @@ class EchoStackDataModule(LightningDataModule):
 
     @property
     def split(self) -> SubjectSplit:
-        """The subject split: read from ``split_file`` if it exists, else made (and saved)."""
+        """The subject split: read from ``split_file`` if it exists, else made (and saved).
+
+        With ``test_subjects="all"``: every subject in test, ``split_file`` left alone.
+        """
         if self._split is None:
             self._split = self._resolve_split()
         return self._split
@@ -265,6 +281,14 @@ class EchoStackDataModule(LightningDataModule):
     def _resolve_split(self) -> SubjectSplit:
         info = self.info
         fingerprint = echo_stack_fingerprint(info)
+        if self.test_subjects == "all":
+            log.info("testing all %d subjects of %s (no split)", len(info.subjects), info.path)
+            return all_test_split(
+                info.subject_id,
+                seed=self.split_seed,
+                fingerprint=fingerprint,
+                source=info.path.name,
+            )
         if self.split_file is not None and self.split_file.exists():
             split = load_split(self.split_file)
             split.check_matches(
@@ -399,6 +423,11 @@ class EchoStackDataModule(LightningDataModule):
         if stage not in wanted:
             raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(wanted)}")
         if stage != "predict":
+            if self.test_subjects == "all" and stage != "test":
+                raise InputError(
+                    f"data.test_subjects=all: every subject of {self.info.path} is a test "
+                    f"subject, none is left to {stage}"
+                )
             if "labels" not in self.info.datasets:
                 raise InputError(f"{self.info.path}: labels: dataset is missing, needed to {stage}")
             if self.te_ms is None or "train" in wanted[stage]:

@@ -10,6 +10,9 @@ Slices of one subject are never split across train, val and test. Two schemes:
   folds, ``round(val_fraction * S)`` subjects are drawn (seeded by ``seed`` and ``k``) for
   validation (early stopping, checkpoint choice) and the rest train. ``test_fraction`` is unused.
 
+An external evaluation (a trained model scored on a cohort it never saw) tests every subject of
+its file: :func:`all_test_split`.
+
 The subjects are sorted before they are shuffled with ``numpy.random.default_rng(seed)``, so a
 split depends on the set of subjects and the seed, not on the order of slices in the file.
 """
@@ -35,6 +38,7 @@ __all__ = [
     "SPLIT_NAMES",
     "SplitName",
     "SubjectSplit",
+    "all_test_split",
     "echo_stack_fingerprint",
     "load_split",
     "make_subject_split",
@@ -264,6 +268,35 @@ def make_subject_split(
         fold=fold,
         val_fraction=float(val_fraction),
         test_fraction=float(test_fraction),
+        fingerprint=fingerprint,
+        source=source,
+    )
+
+
+def all_test_split(
+    subjects: Sequence[str], *, seed: int, fingerprint: str = "", source: str = ""
+) -> SubjectSplit:
+    """Put every subject in test, none in train or val: the split of an external evaluation.
+
+    Args:
+        subjects: Subject keys; repeats (one per slice) are allowed.
+        seed: Recorded in the split only (nothing is shuffled).
+        fingerprint: Recorded in the split (see :func:`echo_stack_fingerprint`).
+        source: Recorded in the split (the data file's name).
+
+    Returns:
+        The split, with ``num_folds`` and ``fold`` ``None``, ``val_fraction`` 0 and
+        ``test_fraction`` 1.
+    """
+    return SubjectSplit(
+        train=(),
+        val=(),
+        test=tuple(sorted(set(subjects))),
+        seed=int(seed),
+        num_folds=None,
+        fold=None,
+        val_fraction=0.0,
+        test_fraction=1.0,
         fingerprint=fingerprint,
         source=source,
     )
