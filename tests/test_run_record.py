@@ -11,13 +11,14 @@ import pytest
 from conftest import ring_phantom
 from omegaconf import open_dict
 
-from cmrseg.callbacks.run_record import SLICE_COLUMNS, slice_scores
+from cmrseg.callbacks.run_record import slice_scores
 from cmrseg.cli.eval import evaluate
 from cmrseg.cli.train import train
 from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import inspect_echo_stack, read_echo_stack, write_echo_stack
 from cmrseg.data.splits import echo_stack_fingerprint
-from cmrseg.utils.run_record import RUN_FORMAT, RUN_VERSION, read_run_record
+from cmrseg.report.runs import RUN_FORMAT, RUN_VERSION, SLICE_COLUMNS
+from cmrseg.utils.run_record import read_run_record
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

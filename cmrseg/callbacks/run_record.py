@@ -32,21 +32,14 @@ from cmrseg.metrics.functional import (
     per_sample_confusion,
     scores_from_confusion,
 )
+from cmrseg.report.runs import SLICE_COLUMNS, SLICES_FILE
 from cmrseg.utils.run_record import update_run_record
 
-__all__ = ["SLICES_FILE", "SLICE_COLUMNS", "RunRecordCallback"]
+__all__ = ["RunRecordCallback", "slice_scores", "write_slice_scores"]
 
 log = logging.getLogger(__name__)
 
-SLICES_FILE = "slices.csv"
-SCORE_COLUMNS = ("jaccard", "dice", "sensitivity", "specificity", "ppv", "npv")
-SLICE_COLUMNS = (
-    "subject_id",
-    "slice_index",
-    "slice_location",
-    *SCORE_COLUMNS,
-    "hd95_mm",
-)
+SCORE_COLUMNS = SLICE_COLUMNS[3:-1]  # the overlap fractions; hd95_mm is last
 
 
 class RunRecordCallback(Callback):

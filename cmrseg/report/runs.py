@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "RUN_FILE",
     "RUN_FORMAT",
     "RUN_VERSION",
+    "SLICES_FILE",
     "SLICE_COLUMNS",
     "Refusal",
     "Run",
@@ -33,9 +35,12 @@ __all__ = [
     "select_runs",
 ]
 
+# The format's names, here once: cmrseg.utils.run_record and cmrseg.callbacks.run_record write it.
+RUN_FILE = "run.json"
 RUN_FORMAT = "cmrseg.run"
 RUN_VERSION = 1
-#: Columns ``slices.csv`` must have (more are allowed).
+SLICES_FILE = "slices.csv"
+#: Columns of ``slices.csv``, in the order they are written (a reader allows more).
 SLICE_COLUMNS: tuple[str, ...] = (
     "subject_id",
     "slice_index",

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from cmrseg import __version__
 from cmrseg.core.atomic import atomic_path
+from cmrseg.report.runs import RUN_FILE, RUN_FORMAT, RUN_VERSION
 
 __all__ = [
     "RUN_FILE",
@@ -30,10 +31,6 @@ __all__ = [
     "read_run_record",
     "update_run_record",
 ]
-
-RUN_FILE = "run.json"
-RUN_FORMAT = "cmrseg.run"
-RUN_VERSION = 1
 
 
 def _now() -> str:
