@@ -84,8 +84,9 @@ class StoreRunConfig(Callback):
     ``pixel_spacing_mm`` (median row and column spacing) over the training slices, when the
     trainer's datamodule is an :class:`EchoStackDataModule`.
 
-    The training file's name and fingerprint go in too (:data:`TRAIN_COHORT_KEY`), so that an
-    evaluation on another file is recorded as external.
+    The training file's name and fingerprint go in too (:data:`TRAIN_COHORT_KEY`, with the
+    run's seed and held-out fold), so that an evaluation on another file is recorded as
+    external and the models of a multirun's folds stay apart.
 
     Args:
         config: The run's composed config; its ``model`` and ``data`` nodes are stored.
@@ -95,6 +96,7 @@ class StoreRunConfig(Callback):
         self.config = {
             key: OmegaConf.to_container(config[key], resolve=True) for key in ("model", "data")
         }
+        self.seed = config.get("seed")
         self._acquisition: dict[str, list[float]] | None = None
 
     def on_save_checkpoint(
@@ -116,11 +118,19 @@ class StoreRunConfig(Callback):
         checkpoint[RUN_CONFIG_KEY] = stored
         if isinstance(datamodule, EchoStackDataModule) and datamodule.path is not None:
             split = datamodule.split
-            checkpoint[TRAIN_COHORT_KEY] = {"file": split.source, "fingerprint": split.fingerprint}
+            checkpoint[TRAIN_COHORT_KEY] = {
+                "file": split.source,
+                "fingerprint": split.fingerprint,
+                "seed": self.seed,
+                "fold": split.fold,
+            }
 
 
-def checkpoint_train_cohort(path: str | os.PathLike[str]) -> dict[str, str] | None:
-    """``{"file", "fingerprint"}`` of a checkpoint's training data (``None``: not stored)."""
+def checkpoint_train_cohort(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The training run of a checkpoint: ``{"file", "fingerprint", "seed", "fold"}``.
+
+    ``None`` when not stored; older checkpoints lack ``seed`` and ``fold``.
+    """
     cohort = load_checkpoint(path).get(TRAIN_COHORT_KEY)
     return dict(cohort) if isinstance(cohort, Mapping) else None
 

@@ -69,6 +69,7 @@ def _write_run(
     subjects: tuple[str, ...] | None = None,
     cohort_file: str = "cohort.h5",
     t2star: bool = True,
+    trained_fold: int | None = None,
 ) -> Path:
     folder.mkdir(parents=True)
     record = {
@@ -84,7 +85,12 @@ def _write_run(
         "num_folds": num_folds,
         "split_seed": split_seed,
         "cohort": {"file": cohort_file, "fingerprint": cohort},
-        "train_cohort": {"file": "cohort.h5", "fingerprint": train_cohort or cohort},
+        "train_cohort": {
+            "file": "cohort.h5",
+            "fingerprint": train_cohort or cohort,
+            "seed": seed,
+            "fold": trained_fold,
+        },
         "cmrseg_version": "0.1.0",
         "started_utc": "2026-11-29T06:00:00Z",
         "finished_utc": "2026-11-29T06:01:00Z",
@@ -334,6 +340,26 @@ def test_two_cohorts_are_not_mixed_and_external_runs_get_their_own_table(tmp_pat
     assert _read(out / "table1.csv") == _read(
         _report_of(_study(tmp_path / "again"), tmp_path / "clean")
     )
+
+
+def test_external_runs_of_each_fold_model_are_pooled_not_refused(tmp_path: Path) -> None:
+    """cmrseg-eval split=all of every fold's checkpoint: other models, the same slices."""
+    for fold in (0, 1):
+        _write_run(
+            tmp_path / "external" / str(fold),
+            "unet",
+            1,
+            None,
+            cohort="d" * 64,
+            train_cohort=FP,
+            subjects=SUBJECTS,
+            num_folds=None,
+            trained_fold=fold,
+        )
+    runs, refused = collect_runs([_study(tmp_path), tmp_path / "external"])
+    selection = select_runs(runs, refused)
+    assert not selection.refused
+    assert sorted(r.trained_as for r in selection.external) == [(1, 0), (1, 1)]
 
 
 def _report_of(multirun: Path, out: Path) -> Path:

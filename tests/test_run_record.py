@@ -84,6 +84,7 @@ def test_eval_on_another_file_is_recorded_as_external(
     record = read_run_record(out)
     assert record["status"] == "finished" and record["task"] == "eval"
     assert record["cohort"]["fingerprint"] == echo_stack_fingerprint(inspect_echo_stack(other))
+    assert (record["train_cohort"]["seed"], record["train_cohort"]["fold"]) == (12345, None)
     assert record["train_cohort"]["fingerprint"] == echo_stack_fingerprint(
         inspect_echo_stack(tiny_stack_path)
     )

@@ -59,7 +59,7 @@ class RunRecordCallback(Callback):
         self,
         output_dir: str | os.PathLike[str],
         split: str,
-        train_cohort: dict[str, str] | None = None,
+        train_cohort: dict[str, Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.split = split

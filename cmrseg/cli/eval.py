@@ -23,6 +23,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -49,6 +50,7 @@ from cmrseg.report import (
 )
 from cmrseg.utils.extras import extras, task_wrapper
 from cmrseg.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from cmrseg.utils.run_record import update_run_record
 
 __all__ = ["evaluate", "main"]
 
@@ -69,6 +71,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.split not in ("test", "val", "all"):
         raise InputError(f"split: {cfg.split!r} is not 'test', 'val' or 'all'")
     model, stored_data = load_module_from_checkpoint(cfg.ckpt_path, inference_overrides(cfg))
+    # the evaluated weights (a model of its own, e.g. one fold's of a multirun)
+    update_run_record(cfg.paths.output_dir, checkpoint=str(Path(cfg.ckpt_path).resolve()))
     data_overrides = OmegaConf.to_container(cfg.data) if cfg.get("data") else {}
     if cfg.split == "all":
         data_overrides["test_subjects"] = "all"

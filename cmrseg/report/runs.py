@@ -85,9 +85,12 @@ class Run:
         split_seed: Seed of the subject split.
         cohort: ``{"file", "fingerprint"}`` of the scored slices.
         train_cohort: ``{"file", "fingerprint"}`` the model was trained or calibrated on.
+        trained_as: ``(seed, fold)`` of the training run whose checkpoint an evaluation scored
+            (``train_cohort.seed`` / ``.fold`` of the record; ``(None, None)`` when not
+            recorded): the models of an external evaluation's folds are different runs.
         slices: ``slices.csv`` rows; metric values as floats (NaN where empty).
-        checkpoint: The tested checkpoint, relative to the run folder (``checkpoint`` of a
-            training run's record), ``None`` when not recorded.
+        checkpoint: The tested checkpoint: relative to the run folder for a training run,
+            absolute for an evaluation; ``None`` when not recorded.
         t2star: ``t2star/test_table.csv`` rows: ``subject_id``, ``region``, T2* values as
             floats (NaN where empty), grades; ``None`` when the run has no such table.
     """
@@ -102,6 +105,7 @@ class Run:
     split_seed: int | None
     cohort: dict[str, str]
     train_cohort: dict[str, str]
+    trained_as: tuple[int | None, int | None]
     checkpoint: str | None
     slices: list[dict[str, Any]] = field(repr=False)
     t2star: list[dict[str, Any]] | None = field(repr=False)
@@ -250,6 +254,10 @@ def read_run(path: str | os.PathLike[str]) -> Run:
         split_seed=_optional_int(record, "split_seed"),
         cohort=_cohort(record, "cohort"),
         train_cohort=_cohort(record, "train_cohort"),
+        trained_as=(
+            _optional_int(record.get("train_cohort") or {}, "seed"),
+            _optional_int(record.get("train_cohort") or {}, "fold"),
+        ),
         checkpoint=str(record["checkpoint"]) if record.get("checkpoint") else None,
         slices=slices,
         t2star=t2star,
@@ -355,7 +363,10 @@ def select_runs(runs: Sequence[Run], refused: Sequence[Refusal] = ()) -> Selecti
     seen: dict[tuple[Any, ...], Path] = {}
     unique: list[Run] = []
     for run in kept:
-        key = (run.method, run.seed, run.fold, run.cohort["fingerprint"])
+        # an evaluation's checkpoint is absolute: it tells apart models that do not record
+        # their training run (checkpoints written before trained_as was stored)
+        model = (run.trained_as, run.checkpoint if run.task == "eval" else None)
+        key = (run.method, run.seed, run.fold, model, run.cohort["fingerprint"])
         if key in seen:
             out_refused.append(Refusal(run.path, f"duplicate of {seen[key]}"))
         else:
