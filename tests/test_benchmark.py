@@ -50,4 +50,6 @@ def test_ci_benchmark_report_and_notebook(tmp_path: Path) -> None:
     assert again.stdout.count("not run again") + again.stderr.count("not run again") >= 8
 
     notebook = execute_analysis_notebook(report, tmp_path)
-    assert f"used: {len(runs)}" in notebook_text(notebook)
+    text = notebook_text(notebook)
+    assert f"used: {len(records)}" in text and f"external: {len(external)}" in text
+    assert "refused: 0" in text
