@@ -9,8 +9,6 @@ import hydra
 import pytest
 import torch
 from conftest import compose_config
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from lightning import LightningDataModule, LightningModule, Trainer
@@ -65,13 +63,9 @@ def test_benchmark_scale_sweeps_every_method_and_builds_each(scale: str, tmp_pat
     assert sorted(params.method.split(",")) == METHODS
     assert len(params["data.fold"].split(",")) == cfg.data.num_folds
     for method in METHODS:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            job = compose(
-                "train.yaml",
-                [f"scale={scale}", f"method={method}", "data.path=c.h5", "data.fold=0"],
-                return_hydra_config=True,
-            )
-        GlobalHydra.instance().clear()
+        job = compose_config(
+            "train.yaml", [f"scale={scale}", f"method={method}", "data.path=c.h5", "data.fold=0"]
+        )
         HydraConfig().set_config(job)
         with open_dict(job):
             job.paths.output_dir = str(tmp_path)

@@ -28,6 +28,7 @@ from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.echo_stack import EchoStackFile
 from cmrseg.inference import method_name, slice_labels
 from cmrseg.metrics.functional import (
+    OVERLAP_SCORES,
     hausdorff_distance_95,
     per_sample_confusion,
     scores_from_confusion,
@@ -38,8 +39,6 @@ from cmrseg.utils.run_record import update_run_record
 __all__ = ["RunRecordCallback", "slice_scores", "write_slice_scores"]
 
 log = logging.getLogger(__name__)
-
-SCORE_COLUMNS = SLICE_COLUMNS[3:-1]  # the overlap fractions; hd95_mm is last
 
 
 class RunRecordCallback(Callback):
@@ -156,7 +155,7 @@ def slice_scores(
             "subject_id": info.subject_id[i],
             "slice_index": i,
             "slice_location": info.slice_location[i],
-            **{name: float(scores[name][k]) for name in (*SCORE_COLUMNS, "hd95_mm")},
+            **{name: float(scores[name][k]) for name in (*OVERLAP_SCORES, "hd95_mm")},
         }
         for k, i in enumerate(index)
     ]
