@@ -19,7 +19,6 @@ from cmrseg.utils.run_record import (
     begin_run_record,
     end_run_record,
     read_run_record,
-    update_run_record,
 )
 
 __all__ = ["extras", "metric_value", "task_wrapper"]
@@ -81,16 +80,14 @@ def task_wrapper(
                     log.info("%s: finished before (run.json); not run again", run_dir)
                     return dict(record.get("metrics") or {}), {}
             begin_run_record(run_dir, run_task, cfg.get("seed"), overrides)
-            error: BaseException | None = None
             try:
                 metrics, objects = _run(task, cfg, prog)
             except BaseException as err:
                 # a refused input exits 2 (SystemExit) from its InputError: record that one
-                error = err.__cause__ if isinstance(err, SystemExit) and err.__cause__ else err
+                cause = err.__cause__ if isinstance(err, SystemExit) and err.__cause__ else err
+                end_run_record(run_dir, cause)
                 raise
-            finally:
-                end_run_record(run_dir, error)
-            update_run_record(run_dir, metrics={k: float(v) for k, v in metrics.items()})
+            end_run_record(run_dir, None, {k: float(v) for k, v in metrics.items()})
             return metrics, objects
 
         return wrapped

@@ -101,10 +101,19 @@ def update_run_record(run_dir: str | os.PathLike[str], **fields: Any) -> None:
 
 
 @rank_zero_only
-def end_run_record(run_dir: str | os.PathLike[str], error: BaseException | None) -> None:
-    """Close a run's record: ``finished``, or ``failed`` with the error's first line."""
+def end_run_record(
+    run_dir: str | os.PathLike[str],
+    error: BaseException | None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """Close a run's record: ``finished`` (with its metrics), or ``failed`` with its error.
+
+    A failed run's ``error`` is the exception's name and its message's first line.
+    """
     run_dir = Path(run_dir)
     fields: dict[str, Any] = {"status": "finished", "error": None, "finished_utc": _now()}
+    if metrics is not None:
+        fields["metrics"] = metrics
     if error is not None:
         message = str(error).strip().splitlines()
         first = message[0] if message else ""
