@@ -336,6 +336,14 @@ def test_two_cohorts_are_not_mixed_and_external_runs_get_their_own_table(tmp_pat
         100 * np.mean([v for s in SUBJECTS for v in JACCARD[("unet", 1)][s]])
     )
     assert "Domain shift" in (out / "report.md").read_text()
+    # Table 2's agreement on the external cohort: its run's offset (+1 ms; truth = ref + 0.5)
+    shifted = {
+        (r["cohort"], r["method"], r["against"]): r
+        for r in _read(out / "table2_external_agreement.csv")
+    }
+    assert float(shifted[("hard.h5", "unet", "reference")]["bias"]) == pytest.approx(1.0)
+    assert float(shifted[("hard.h5", "unet", "truth")]["bias"]) == pytest.approx(0.5)
+    assert shifted[("hard.h5", "unet", "reference")]["n"] == "4"
     # Table 1 itself holds the in-domain runs only
     assert _read(out / "table1.csv") == _read(
         _report_of(_study(tmp_path / "again"), tmp_path / "clean")

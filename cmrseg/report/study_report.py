@@ -8,7 +8,8 @@
 - ``runs.csv``: every run folder given, ``used``/``external``/``refused`` and why;
 - ``table1.csv`` (one row per method and metric), ``table1_external.csv`` (the same per
   external cohort), ``table2_subjects.csv`` (one row per subject), ``table2_agreement.csv``
-  (one row per method and comparison);
+  (one row per method and comparison), ``table2_external_agreement.csv`` (the same per
+  external cohort);
 - ``bland_altman_<method>.png``, ``jaccard_boxplot.png``, ``figure2.png``.
 
 The pictures of ``figure2.png`` need each method's masks of a few slices: the caller passes a
@@ -355,6 +356,7 @@ def write_study_report(
     reference, per_method = subject_t2star(runs, proposed)
     subjects = table2_subjects(reference, per_method)
     agreement = table2_agreement(subjects, list(per_method), n_boot=n_boot, seed=seed)
+    external_agreement = _external_agreement(selection, proposed, n_boot, seed)
     if not per_method:
         notes.append("Table 2 skipped: no used run has t2star/test_table.csv.")
 
@@ -394,6 +396,7 @@ def write_study_report(
         seed,
         t1,
         external,
+        external_agreement,
         subjects,
         per_method,
         agreement,
@@ -407,11 +410,15 @@ def write_study_report(
             _write_csv(tmp / "table1_external.csv", ("cohort", *_TABLE1_COLUMNS), external)
         if subjects:
             _write_csv(tmp / "table2_subjects.csv", list(subjects[0]), subjects)
+        columns = ["method", "against", "n"] + [
+            f"{n}{e}" for n in AGREEMENT_STATISTICS for e in ("", "_ci_low", "_ci_high")
+        ]
         if agreement:
-            columns = ["method", "against", "n"] + [
-                f"{n}{e}" for n in AGREEMENT_STATISTICS for e in ("", "_ci_low", "_ci_high")
-            ]
             _write_csv(tmp / "table2_agreement.csv", columns, agreement)
+        if external_agreement:
+            _write_csv(
+                tmp / "table2_external_agreement.csv", ["cohort", *columns], external_agreement
+            )
         for name, png in pngs.items():
             (tmp / name).write_bytes(png)
         (tmp / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -427,9 +434,32 @@ def write_study_report(
         "table1_external": external,
         "table2_subjects": subjects,
         "table2_agreement": agreement,
+        "table2_external_agreement": external_agreement,
         "notes": notes,
         "pngs": pngs,
     }
+
+
+def _external_agreement(
+    selection: Selection, proposed: str, n_boot: int, seed: int
+) -> list[dict[str, Any]]:
+    """Table 2's agreement for each external cohort: its runs' global T2* per subject.
+
+    Returns:
+        Rows of :func:`~cmrseg.report.study.table2_agreement` with a leading ``cohort`` (the
+        file name, else the fingerprint's start); none for runs without a T2* table.
+    """
+    out: list[dict[str, Any]] = []
+    for fingerprint in dict.fromkeys(r.cohort["fingerprint"] for r in selection.external):
+        group = [r for r in selection.external if r.cohort["fingerprint"] == fingerprint]
+        reference, per_method = subject_t2star(group, proposed)
+        subjects = table2_subjects(reference, per_method)
+        cohort = group[0].cohort["file"] or fingerprint[:12]
+        out += [
+            {"cohort": cohort, **row}
+            for row in table2_agreement(subjects, list(per_method), n_boot=n_boot, seed=seed)
+        ]
+    return out
 
 
 def _report_markdown(
@@ -439,6 +469,7 @@ def _report_markdown(
     seed: int,
     t1: Sequence[Mapping[str, Any]],
     external: Sequence[Mapping[str, Any]],
+    external_agreement: Sequence[Mapping[str, Any]],
     subjects: Sequence[Mapping[str, Any]],
     per_method: Mapping[str, Any],
     agreement: Sequence[Mapping[str, Any]],
@@ -492,6 +523,10 @@ def _report_markdown(
             lines += _table1_markdown(
                 [r for r in external if r["cohort"] == name], proposed, paper=False
             )
+            mine = [r for r in external_agreement if r["cohort"] == name]
+            if mine:
+                lines += ["Global T2* per subject on this cohort (as in Table 2):", ""]
+                lines += [*_agreement_markdown(mine), ""]
     lines += ["## Table 2 analog: global T2* per subject", ""]
     if subjects:
         header = ["subject", "reference (ms)", "grade", "true (ms)", "grade"]
@@ -543,7 +578,14 @@ def log_study_to_wandb(
         run = wandb.init(project="cmrseg", job_type="report", dir=str(out_dir), mode=mode)
         try:
             payload: dict[str, Any] = {}
-            for key in ("runs", "table1", "table1_external", "table2_subjects", "table2_agreement"):
+            for key in (
+                "runs",
+                "table1",
+                "table1_external",
+                "table2_subjects",
+                "table2_agreement",
+                "table2_external_agreement",
+            ):
                 rows = summary.get(key) or []
                 if rows:
                     columns = list(rows[0])
