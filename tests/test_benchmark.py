@@ -53,3 +53,4 @@ def test_ci_benchmark_report_and_notebook(tmp_path: Path) -> None:
     text = notebook_text(notebook)
     assert f"used: {len(records)}" in text and f"external: {len(external)}" in text
     assert "refused: 0" in text
+    assert "no external T2* agreement" not in text
