@@ -19,6 +19,7 @@ from cmrseg.cli.report import main, run_checkpoint
 from cmrseg.data.echo_stack import inspect_echo_stack
 from cmrseg.data.splits import echo_stack_fingerprint
 from cmrseg.report.runs import collect_runs, read_run, select_runs
+from cmrseg.report.study import table1
 from cmrseg.t2star import grade_t2star
 
 FP = "a" * 64  # the study's cohort fingerprint (hand-made runs)
@@ -368,6 +369,9 @@ def test_external_runs_of_each_fold_model_are_pooled_not_refused(tmp_path: Path)
     selection = select_runs(runs, refused)
     assert not selection.refused
     assert sorted(r.trained_as for r in selection.external) == [(1, 0), (1, 1)]
+    # the domain-shift table counts the models' folds and seeds, not the evaluations' (none)
+    row = next(r for r in table1(selection.external, proposed="unet", n_boot=10, seed=0))
+    assert (row["n_runs"], row["folds"], row["seeds"]) == (2, 2, 1)
 
 
 def _report_of(multirun: Path, out: Path) -> Path:

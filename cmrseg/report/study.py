@@ -168,6 +168,8 @@ def table1(
             known = PAPER_TABLE1.get((method, metric)) if paper else None
             paper_mean, paper_sd = known or (math.nan, math.nan)
             mine = by_method[method]
+            # the models behind the runs: an external run scores its training run's model
+            models = {r.trained_as if r.external else (r.seed, r.fold) for r in mine}
             rows.append(
                 {
                     "method": method,
@@ -175,8 +177,8 @@ def table1(
                     "label": label,
                     "unit": unit,
                     "n_runs": len(mine),
-                    "seeds": len({r.seed for r in mine}),
-                    "folds": len({r.fold for r in mine}),
+                    "seeds": len({seed for seed, _ in models}),
+                    "folds": len({fold for _, fold in models}),
                     "n_subjects": len(keys),
                     "n_slices": int(np.isfinite(values).sum()),
                     "mean": interval.value,
