@@ -206,3 +206,33 @@ def test_steps_reuse_finished_work_and_stop_on_failure(tmp_path: Path) -> None:
         ("again", "reused"),
         ("forgets", "failed"),
     ]
+    later = bench.Steps(tmp_path, runner)  # a second invocation keeps the first one's rows
+    later.run("third", "synth", ["make"], marker.exists)
+    with (tmp_path / "timings.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["step"] for r in rows] == ["first", "again", "forgets", "third"]
+
+
+@pytest.mark.slow
+def test_smoke_scale_end_to_end_then_resumes(tmp_path: Path, capsys) -> None:
+    """The whole chain at smoke scale (minutes), then again: every step reused."""
+    argv = [str(tmp_path), "--scale", "smoke", "--threads", "1", "--few-shot-family", "clinical"]
+    bench.main(argv)
+    with (tmp_path / "cross_domain.csv").open() as handle:
+        cross = list(csv.DictReader(handle))
+    assert {r["family"] for r in cross} == {f.name for f in bench.FAMILIES}
+    scored = [r for r in cross if r["status"] == "scored"]
+    assert {r["family"] for r in scored} >= {"randomized", "clinical", "hard", "out_of_range"}
+    for row in scored:
+        assert 0.0 <= float(row["jaccard"]) <= 1.0
+    with (tmp_path / "few_shot.csv").open() as handle:
+        few = list(csv.DictReader(handle))
+    assert [(r["k"], r["arm"]) for r in few] == [("3", "fine-tune"), ("3", "scratch")]
+    assert "not judged (smoke)" in (tmp_path / "report.md").read_text()
+    capsys.readouterr()
+    bench.main(argv)
+    assert "[run]" not in capsys.readouterr().out
+    with (tmp_path / "timings.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    second = [r for r in rows if r["invocation"] == rows[-1]["invocation"]]
+    assert len(second) < len(rows) and {r["status"] for r in second} == {"reused"}
