@@ -344,6 +344,11 @@ def _fmt(interval: Interval, scale: float = 1.0, digits: int = 3) -> str:
     )
 
 
+def _number(value: Any, spec: str) -> str:
+    number = float(value)
+    return "-" if math.isnan(number) else format(number, spec)
+
+
 def _judge(ok: bool | None, smoke: bool) -> str:
     if smoke:
         return "not judged (smoke)"
@@ -451,23 +456,22 @@ def render_report(
     lines += [
         "",
         "| family | model | subjects (slices) | Jaccard | slices < 0.5 | apex Jaccard | "
-        "minus in-domain | T2* bias (ms) | kappa | same grade |",
+        "minus in-domain | T2* bias, ms (subjects) | kappa | same grade |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cross:
         if r["status"] != "scored":
-            lines.append(f"| {r['family']} | {r['model']} | {r['status']} |||||||| ")
+            lines.append(f"| {r['family']} | {r['model']} | {r['status']} " + "| " * 7 + "|")
             continue
-        same = float(r["same_grade"])
         lines.append(
             f"| {r['family']} | {r['model']} | {r['subjects']} ({r['slices']}) | "
             f"{_fmt(_interval(r, 'jaccard', 'jaccard'))} | "
             f"{_fmt(_interval(r, 'below_0_5', 'below_0_5'), 100, 0)}% | "
             f"{_fmt(_interval(r, 'apex_jaccard', 'apex'))} | "
             f"{_fmt(_interval(r, 'minus_in_domain', 'minus_in_domain'))} | "
-            f"{_fmt(_interval(r, 't2star_bias_ms', 't2star_bias'), 1, 2)} | "
-            f"{float(r['grade_kappa']):.2f} | "
-            f"{'-' if math.isnan(same) else f'{same:.0%}'} |"
+            f"{_fmt(_interval(r, 't2star_bias_ms', 't2star_bias'), 1, 2)} "
+            f"({_number(r['t2star_subjects'], '.0f')}) | "
+            f"{_number(r['grade_kappa'], '.2f')} | {_number(r['same_grade'], '.0%')} |"
         )
     lines += [
         "",
@@ -481,7 +485,7 @@ def render_report(
         if r["model"] != TRAIN_FAMILY or r["family"] == TRAIN_FAMILY:
             continue
         if r["status"] != "scored":
-            lines.append(f"| {r['family']} | {r['status']} |||||")
+            lines.append(f"| {r['family']} | {r['status']} " + "| " * 4 + "|")
             continue
         diff = float(r.get("minus_in_domain", math.nan))
         checks = (
@@ -501,7 +505,7 @@ def render_report(
     ]
     for r in few:
         if r["status"] != "scored":
-            lines.append(f"| {r['family']} | {r['k']} | {r['arm']} | {r['status']} |||")
+            lines.append(f"| {r['family']} | {r['k']} | {r['arm']} | {r['status']} | | |")
             continue
         lines.append(
             f"| {r['family']} | {r['k']} | {r['arm']} | {r['epochs']} | "

@@ -154,7 +154,8 @@ def test_cross_row_and_report(tmp_path: Path) -> None:
     for scale, verdict in (("smoke", "not judged (smoke)"), ("cpu", "not met")):
         text = bench.render_report(scale, [row, skipped], few, 12.0)
         assert "| hard | randomized | 2 (5) |" in text
-        assert "| ellipsoid | skipped: no --anatomy |" in text
+        assert "| ellipsoid | skipped: no --anatomy | | | | |\n" in text
+        assert "| ellipsoid | randomized | skipped: no --anatomy | | | | | | | |\n" in text
         assert f"| hard | {verdict} |" in text  # 10 points below in-domain
         assert "fine-tune minus scratch >= 0.05: not measured" in text
 
