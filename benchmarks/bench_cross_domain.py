@@ -529,12 +529,18 @@ def render_report(
 class Benchmark:
     """The benchmark's commands and results for one output folder and scale."""
 
-    def __init__(self, out: Path, scale: str, threads: int, few_shot_family: str) -> None:
+    def __init__(
+        self,
+        out: Path,
+        scale: str,
+        threads: int,
+        few_shot_family: str,
+        runner: Callable[[list[str]], int] = subprocess.call,
+    ) -> None:
         self.out = out
-        self.scale_name = scale
         self.scale = SCALES[scale]
         self.few_shot_family = few_shot_family
-        self.steps = Steps(out)
+        self.steps = Steps(out, runner)
         self.common = (f"extras.torch_num_threads={threads}", *self.scale.overrides)
 
     def cohort(self, family: Family, part: str) -> Path:
@@ -553,9 +559,15 @@ class Benchmark:
         return path
 
     def train(self, name: str, data: Path, overrides: Sequence[str] = ()) -> Path:
-        """Train (or reuse) ``experiment=randomized`` on ``data``; return its last checkpoint."""
+        """Train (or reuse) ``experiment=randomized`` on ``data``; return its last checkpoint.
+
+        A training that was interrupted after writing ``last.ckpt`` resumes from it
+        (``ckpt_path=last``).
+        """
         run_dir = self.out / "train" / name
         epochs = () if self.scale.epochs is None else (f"trainer.max_epochs={self.scale.epochs}",)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        resume = ("ckpt_path=last",) if last.exists() and not run_finished(run_dir) else ()
         command = [
             _cli("cmrseg-train"),
             "experiment=randomized",
@@ -569,9 +581,10 @@ class Benchmark:
             *self.common,
             *epochs,
             *overrides,
+            *resume,
         ]
         self.steps.run(f"train {name}", "train", command, lambda: run_finished(run_dir))
-        return run_dir / "checkpoints" / "last.ckpt"
+        return last
 
     def evaluate(self, name: str, ckpt: Path, data: Path) -> Run:
         """Score ``ckpt`` on every slice of ``data`` (or reuse the scores)."""

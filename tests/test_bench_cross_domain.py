@@ -237,3 +237,30 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path: Path, capsys) -> None:
         rows = list(csv.DictReader(handle))
     second = [r for r in rows if r["invocation"] == rows[-1]["invocation"]]
     assert len(second) < len(rows) and {r["status"] for r in second} == {"reused"}
+
+
+def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    commands: list[list[str]] = []
+
+    def runner(command: list[str]) -> int:
+        commands.append(command)
+        record = {"format": RUN_FORMAT, "version": RUN_VERSION, "status": "finished"}
+        run_dir = Path(next(c for c in command if c.startswith("hydra.run.dir=")).split("=")[1])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(json.dumps(record))
+        return 0
+
+    bench_run = bench.Benchmark(tmp_path, "smoke", 1, "clinical", runner)
+    run_dir = tmp_path / "train" / "model"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"status": "running"}))
+    (run_dir / "checkpoints" / "last.ckpt").touch()
+    ckpt = bench_run.train("model", tmp_path / "data.h5", ["seed=1"])
+    assert ckpt == run_dir / "checkpoints" / "last.ckpt"
+    assert commands[0][-2:] == ["seed=1", "ckpt_path=last"]
+    assert "experiment=randomized" in commands[0] and "test=false" in commands[0]
+    bench_run.train("model", tmp_path / "data.h5", ["seed=1"])  # finished now: reused
+    assert len(commands) == 1
+    fresh = bench_run.train("other", tmp_path / "data.h5")  # nothing to resume from
+    assert fresh.parent.parent.name == "other"
+    assert "ckpt_path=last" not in commands[1]
