@@ -31,8 +31,8 @@ benchmark", says the same and is the reference if the two ever differ):
 Every step is a command a user would type (``cmrseg-synth``, ``cmrseg-train``, ``cmrseg-eval``),
 run with its progress visible. Started again with the same output folder, the script reuses the
 cohorts and every run whose ``run.json`` says ``finished``, and an interrupted training resumes
-from its ``last.ckpt``. It writes ``cross_domain.csv``,
-``few_shot.csv``, ``timings.csv`` and ``report.md`` (atomically) into the output folder.
+from its ``last.ckpt``. It writes ``cross_domain.csv``, ``few_shot.csv``, ``timings.csv`` and
+``report.md`` (atomically) into the output folder.
 
     python benchmarks/bench_cross_domain.py OUT --scale smoke|cpu|full [--threads N]
 """
