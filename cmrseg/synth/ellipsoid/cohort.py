@@ -142,7 +142,7 @@ def draw_subject(
     scanner = draw_scanner(rng, body.torso_centre, body.torso_a_mm, b_cut, subject_snr, ideal)
     length = heart.endo_c_mm - heart.base_z_mm
     base = heart.base_z_mm + length * rng.uniform(0.25, 0.32)
-    apex = heart.endo_c_mm * rng.uniform(0.72, 0.88)
+    apex = heart.endo_c_mm * rng.uniform(0.75, 0.97)
     mid = 0.5 * (base + apex) + rng.uniform(-3.0, 3.0)
     slice_z = np.array([base, mid, apex]) * heart.rotation[2, 2]
     return EllipsoidSubject(

@@ -144,29 +144,30 @@ def acquire(
     Returns:
         Magnitude images ``[E, H, W]`` (float32, >= 0).
     """
-    axis = scanner.phase_axis + 2  # axes of [C, E, H, W]
-    coil_images = (sensitivities[:, None] * images[None]).astype(np.complex64)
+    coil_images = sensitivities.astype(np.complex64)[:, None] * images.astype(np.complex64)[None]
+    if scanner.phase_axis == 1:
+        coil_images = coil_images.swapaxes(2, 3)  # phase lines along axis 2 from here on
     # Sampling, motion and noise act on whole phase-encoding lines, and white noise stays
     # white under the unitary readout transform, so one transform along phase is enough.
-    kspace = scipy.fft.fft(coil_images, axis=axis, norm="ortho", workers=1)
-    n_lines = kspace.shape[axis]
+    kspace = scipy.fft.fft(coil_images, axis=2, norm="ortho", workers=1)
+    n_lines = kspace.shape[2]
     freq = scipy.fft.fftfreq(n_lines, d=spacing_mm)  # cycles per mm
     n_acquired = max(1, round(scanner.phase_resolution * n_lines))
     order = np.argsort(np.argsort(freq))  # acquisition order: sequential from -k_max
     first = n_lines // 2 - n_acquired // 2  # the rank of k = 0 is n_lines // 2
-    acquired = (order >= first) & (order < first + n_acquired)
-    line_shape = [1, 1, 1, 1]
-    line_shape[axis] = n_lines
-    weight = acquired.astype(np.complex64)
+    lines = np.flatnonzero((order >= first) & (order < first + n_acquired))
+    acquired = kspace[:, :, lines]
     if scanner.ghost_mm > 0:
         shift = scanner.ghost_mm * np.sin(
-            2.0 * np.pi * order / scanner.ghost_period_lines + scanner.ghost_phase_rad
+            2.0 * np.pi * order[lines] / scanner.ghost_period_lines + scanner.ghost_phase_rad
         )
-        weight = weight * np.exp(-2j * np.pi * freq * shift).astype(np.complex64)
-    kspace *= weight.reshape(line_shape)
+        acquired *= np.exp(-2j * np.pi * freq[lines] * shift).astype(np.complex64)[:, None]
     if noise_sd > 0:
-        noise = rng.standard_normal((2, *kspace.shape), dtype=np.float32)
-        noise *= np.float32(noise_sd) * acquired.reshape(line_shape)
-        kspace += noise[0] + 1j * noise[1]
-    coil_images = scipy.fft.ifft(kspace, axis=axis, norm="ortho", workers=1)
-    return np.sqrt((np.abs(coil_images) ** 2).sum(axis=0)).astype(np.float32)
+        noise = rng.standard_normal((2, *acquired.shape), dtype=np.float32)
+        noise *= np.float32(noise_sd)
+        acquired += noise[0] + 1j * noise[1]
+    kspace = np.zeros_like(kspace)
+    kspace[:, :, lines] = acquired
+    coil_images = scipy.fft.ifft(kspace, axis=2, norm="ortho", workers=1)
+    magnitude = np.sqrt((coil_images.real**2 + coil_images.imag**2).sum(axis=0))
+    return (magnitude.swapaxes(1, 2) if scanner.phase_axis == 1 else magnitude).astype(np.float32)
