@@ -50,6 +50,14 @@ _IN_PLANE = 2  # sub-samples per pixel along each image axis, around the heart
 _THROUGH_PLANE = 5  # sub-samples across the slice thickness, around the heart
 _T = {name: code for code, name in enumerate(TISSUE_NAMES)}
 _MYOCARDIAL = (_T["lv_myocardium"], _T["papillary"])
+#: Myocardial T2* bands at 1.5 T (low ms, high ms, probability): the grade is drawn first, then
+#: the value log-uniformly within it, so every grade of the contract is well represented.
+_MYOCARDIAL_T2STAR_BANDS = (
+    (20.0, 50.0, 0.40),  # normal
+    (14.0, 20.0, 0.20),  # mild
+    (10.0, 14.0, 0.15),  # moderate
+    (2.0, 10.0, 0.25),  # severe
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,9 @@ def draw_subject(
         apart from the scanner settings they name.
     """
     rng = _subject_rng(seed, index, 0)
-    t2_myo = float(np.exp(rng.uniform(np.log(2.0), np.log(50.0))))
+    bands = np.array(_MYOCARDIAL_T2STAR_BANDS)
+    low, high, _ = bands[rng.choice(len(bands), p=bands[:, 2])]
+    t2_myo = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     pattern = np.array(
         [
             rng.uniform(0.0, 0.08),
