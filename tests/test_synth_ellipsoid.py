@@ -108,8 +108,11 @@ def test_same_seed_same_subject_other_seed_other_anatomy(cohort):
     again = render_subject(draw_subject(SEED, 0))
     np.testing.assert_array_equal(again["images"], cohort.images[:3])
     np.testing.assert_array_equal(again["labels"], cohort.labels[:3])
+    first = draw_subject(SEED, 0)
+    fixed = draw_subject(SEED, 0, snr=5.0)  # another SNR, same anatomy
+    assert fixed.scanner.snr == 5.0 and fixed.heart.endo_a_mm == first.heart.endo_a_mm
     other = draw_subject(SEED + 1, 0)
-    assert other.heart.endo_a_mm != draw_subject(SEED, 0).heart.endo_a_mm
+    assert other.heart.endo_a_mm != first.heart.endo_a_mm
     assert not np.array_equal(render_subject(other)["labels"], cohort.labels[:3])
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from cmrseg.core.labels import BACKGROUND, BLOOD_POOL, MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack
 from cmrseg.synth.ellipsoid.geometry import Body, Heart, draw_body, draw_heart, paint
-from cmrseg.synth.ellipsoid.scanner import Scanner, acquire, coil_sensitivities, draw_scanner
+from cmrseg.synth.ellipsoid.scanner import Scanner, acquire, draw_scanner
 from cmrseg.synth.ellipsoid.tissues import (
     N_TISSUES,
     TISSUE_NAMES,
@@ -318,7 +318,7 @@ def render_subject(
         signal = geometry.fractions @ per_tissue
         signal += myo_fraction[:, None] * echo_signal(te_ms, s0_myo, t2_myo, 0.0, FIELD_STRENGTH_T)
         signal = (subject.gain * signal).T.reshape(-1, rows, cols)
-        sens = coil_sensitivities(scanner, geometry.centres, MATRIX)
+        sens = scanner.sensitivity(geometry.centres).reshape(-1, rows, cols)
         out["images"].append(
             acquire(signal, sens, scanner, noise_sd, subject.spacing_mm, noise_rng)
         )

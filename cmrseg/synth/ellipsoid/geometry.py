@@ -68,8 +68,8 @@ class Heart:
         wall_circ_phase_rad: Where the wall is thickest.
         wall_long: Relative change of the wall per ``endo_c_mm`` towards the apex.
         apex_wall_mm: Thickness of the apical cap.
-        papillary: ``[P, 6]`` rows (theta rad, z_h mm, radial, tangential, axial semi-axis mm,
-            unused 0) of papillary muscles.
+        papillary: ``[P, 5]`` rows (theta rad, z_h mm, radial, tangential and axial semi-axes
+            mm) of papillary muscles.
         rv_inferior_rad: Inferior RV insertion angle theta.
         rv_anterior_rad: Anterior RV insertion angle theta.
         rv_depth_mm: Largest depth of the RV cavity (at the base, mid-septum).
@@ -208,7 +208,7 @@ class Heart:
         sub[(r < epi) & ~below_base] = _T["lv_myocardium"]
         cavity = (r < endo) & ~below_base
         sub[cavity] = _T["lv_blood"]
-        for theta_p, z_p, radial, tangential, axial, _ in self.papillary:
+        for theta_p, z_p, radial, tangential, axial in self.papillary:
             t = np.array([theta_p])
             rho = float(self.endo_radius(t, np.array([z_p]))[0]) - 0.7 * radial
             centre = np.array([rho * np.cos(theta_p), rho * np.sin(theta_p), z_p])
@@ -329,7 +329,6 @@ def draw_heart(rng: np.random.Generator) -> Heart:
                 rng.uniform(2.5, 4.5) * max(scale, 0.8),
                 rng.uniform(2.5, 4.5) * max(scale, 0.8),
                 rng.uniform(8.0, 15.0),
-                0.0,
             ]
             for centre in (-45.0, 110.0)
         ]

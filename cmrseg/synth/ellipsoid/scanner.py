@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-__all__ = ["Scanner", "acquire", "coil_sensitivities", "draw_scanner"]
+__all__ = ["Scanner", "acquire", "draw_scanner"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class Scanner:
         ghost_mm: Amplitude of the respiratory displacement along the phase axis.
         ghost_period_lines: Lines per breathing cycle.
         ghost_phase_rad: Breathing phase at the first line.
-        snr: First-echo amplitude of iron-free myocardium (S0 of the LV myocardium times the
-            coils' root-sum-of-squares sensitivity at the LV centre) over the per-coil noise
-            SD; ``None`` means noise-free.
+        snr: Myocardial S0 (the signal extrapolated to TE = 0) times the coils'
+            root-sum-of-squares sensitivity at the LV centre, over the per-coil noise SD;
+            ``None`` means noise-free.
     """
 
     coil_positions_mm: np.ndarray
@@ -115,11 +115,6 @@ def draw_scanner(
         ghost_phase_rad=ghost_phase,
         snr=snr,
     )
-
-
-def coil_sensitivities(scanner: Scanner, points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Sensitivities ``[C, H, W]`` of the coils at the pixel centres ``points`` ``[H*W, 3]``."""
-    return scanner.sensitivity(points).reshape(-1, *shape)
 
 
 def acquire(
