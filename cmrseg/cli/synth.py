@@ -89,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         "--snr",
         type=_snr,
         default=None,
-        help="override the preset's SNR (first-echo healthy myocardium / noise SD); 'none': "
-        "noise-free",
+        help="override the preset's SNR (first-echo healthy myocardium / noise SD; with "
+        "--anatomy ellipsoid: myocardial S0 times the coils' sensitivity at the LV / noise SD); "
+        "'none': noise-free",
     )
     parser.add_argument(
         "--field-strength",
