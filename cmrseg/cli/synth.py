@@ -126,7 +126,7 @@ def _run_ellipsoid(args: argparse.Namespace) -> None:
         n,
         args.seed,
         snr=snr,
-        noise_free=args.snr is not None and snr is None,
+        noise_free=args.snr is not None and snr is None,  # --snr none
         progress=not args.no_progress,
     )
     write_echo_stack(args.output, stack)
