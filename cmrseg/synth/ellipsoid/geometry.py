@@ -233,7 +233,10 @@ class Ellipsoid:
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Boolean ``[N]``: which scene points ``[N, 3]`` lie inside."""
-        return (((points - self.centre) / self.semi) ** 2).sum(axis=1) < 1.0
+        (x, y, z), (a, b, c) = self.centre, self.semi
+        return ((points[:, 0] - x) / a) ** 2 + ((points[:, 1] - y) / b) ** 2 + (
+            (points[:, 2] - z) / c
+        ) ** 2 < 1.0
 
 
 @dataclass(frozen=True)
@@ -274,34 +277,38 @@ class Body:
     aorta_centre: np.ndarray
     aorta_radius_mm: float
 
-    def _across(self, points: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        """Components ``[N, 3]`` of ``points - centre`` perpendicular to the torso axis."""
-        w = points - centre
-        return w - np.outer(w @ self.torso_axis, self.torso_axis)
-
-    def _inside_torso(self, perp: np.ndarray, inset_mm: float) -> np.ndarray:
+    def _cross_section(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates ``([N], [N])`` of points across the torso axis, along e1 and e2, mm."""
         e2 = np.cross(self.torso_axis, self.torso_e1)
-        a, b = self.torso_a_mm - inset_mm, self.torso_b_mm - inset_mm
-        return ((perp @ self.torso_e1) / a) ** 2 + ((perp @ e2) / b) ** 2 < 1.0
+        w = points - self.torso_centre
+        return w @ self.torso_e1, w @ e2
 
     def paint(self, points: np.ndarray, codes: np.ndarray) -> None:
         """Paint torso layers and organs into ``codes`` (``[N]``, in place)."""
-        perp = self._across(points, self.torso_centre)
-        codes[self._inside_torso(perp, 0.0)] = _T["subcutaneous_fat"]
-        codes[self._inside_torso(perp, self.fat_mm)] = _T["skeletal_muscle"]
-        cavity = self._inside_torso(perp, self.fat_mm + self.muscle_mm)
-        codes[cavity] = _T["soft_tissue"]
-        for lung in self.lungs:
-            codes[cavity & lung.contains(points)] = _T["lung"]
-        codes[cavity & self.liver.contains(points)] = _T["liver"]
-        for organ, name in ((self.stomach, "stomach"), (self.spleen, "spleen")):
-            if organ is not None:
-                codes[cavity & organ.contains(points)] = _T[name]
-        inner = self._inside_torso(perp, self.fat_mm)
-        spine = np.linalg.norm(self._across(points, self.spine_centre), axis=1)
-        codes[inner & (spine < self.spine_radius_mm)] = _T["marrow"]
-        aorta = np.linalg.norm(self._across(points, self.aorta_centre), axis=1)
-        codes[inner & (aorta < self.aorta_radius_mm)] = _T["aorta"]
+        s1, s2 = self._cross_section(points)
+
+        def inside(inset_mm: float) -> np.ndarray:
+            a, b = self.torso_a_mm - inset_mm, self.torso_b_mm - inset_mm
+            return (s1 / a) ** 2 + (s2 / b) ** 2 < 1.0
+
+        body = np.flatnonzero(inside(0.0))
+        points, s1, s2 = points[body], s1[body], s2[body]
+        sub = np.full(len(body), _T["subcutaneous_fat"], dtype=codes.dtype)
+        inner = inside(self.fat_mm)
+        sub[inner] = _T["skeletal_muscle"]
+        cavity = inside(self.fat_mm + self.muscle_mm)
+        sub[cavity] = _T["soft_tissue"]
+        organs = [(lung, "lung") for lung in self.lungs] + [(self.liver, "liver")]
+        organs += [(o, n) for o, n in ((self.stomach, "stomach"), (self.spleen, "spleen")) if o]
+        for organ, name in organs:
+            sub[cavity & organ.contains(points)] = _T[name]
+        for centre, radius, name in (
+            (self.spine_centre, self.spine_radius_mm, "marrow"),
+            (self.aorta_centre, self.aorta_radius_mm, "aorta"),
+        ):
+            c1, c2 = self._cross_section(centre[None])
+            sub[inner & ((s1 - c1) ** 2 + (s2 - c2) ** 2 < radius**2)] = _T[name]
+        codes[body] = sub
 
 
 def draw_heart(rng: np.random.Generator) -> Heart:
