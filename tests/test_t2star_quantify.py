@@ -576,3 +576,28 @@ def test_rows_name_the_method_noise_and_field() -> None:
 )
 def test_grades_use_the_cut_offs_of_the_field(t2star_ms: float, field: float, grade: str) -> None:
     assert grade_t2star(t2star_ms, field) == grade
+
+
+def test_segmentation_uncertainty_above_the_threshold_is_a_reason_on_every_row() -> None:
+    images, labels, rv = lv_slice(sigma=2.0, seed=4)
+    config = load_t2star_config(overrides=["qc.max_seg_uncertainty=0.2"])
+    rows = quantify_stack(
+        [images] * 3,
+        np.tile(TE_MS, (3, 1)),
+        [labels] * 3,
+        ["S0001"] * 3,
+        ["mid"] * 3,
+        config=config,
+        rv_insertion=np.array([rv] * 3),
+        phase_encoding_axis=np.zeros(3),
+        pixel_spacing_mm=np.full((3, 2), 1.4),
+        field_strength_t=np.full(3, 1.5, np.float32),
+        progress=False,
+        seg_uncertainty=np.array([0.25, 0.2, np.nan]),
+    )
+    assert len(rows) == 3 * 7
+    for row in rows[:7]:  # above: every region of the slice, value or not
+        assert "seg_uncertainty=0.250" in row["qc_reasons"].split(";") and row["qc"] == "review"
+    for row in rows[7:]:  # at the threshold, or not measured: no reason
+        assert "seg_uncertainty" not in row["qc_reasons"]
+    assert rows[7]["qc"] == rows[14]["qc"] == "pass"
