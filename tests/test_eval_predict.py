@@ -178,6 +178,21 @@ def test_predict_without_seg_uncertainty_writes_none(
     assert "seg_uncertainty" not in (tmp_path / "out" / "t2star.csv").read_text()
 
 
+def test_eval_seg_uncertainty_reaches_the_t2star_table(
+    make_cfg, tiny_run: Path, tmp_path: Path
+) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    overrides = ("seg_uncertainty=rot90", "callbacks.t2star.config.qc.max_seg_uncertainty=-1.0")
+    evaluate(_eval_cfg(make_cfg, ckpt, tmp_path, *overrides))
+    rows = (tmp_path / "t2star" / "test_table.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    reasons = [r.split(",")[header.index("qc_reasons_pred")] for r in rows[1:]]
+    assert reasons and all("seg_uncertainty=" in r for r in reasons)
+    assert not any(
+        "seg_uncertainty" in r.split(",")[header.index("qc_reasons_ref")] for r in rows[1:]
+    )
+
+
 def _edited_checkpoint(tiny_run: Path, out: Path, edit) -> Path:
     """A copy of the tiny run's last checkpoint with ``edit(stored run config)`` applied."""
     ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)

@@ -18,7 +18,14 @@ from cmrseg.t2star.grading import grading_field_t
 from cmrseg.t2star.quantify import PixelFits, RegionResult, quantify_slice, slice_noise
 from cmrseg.t2star.status import Status
 
-__all__ = ["CSV_COLUMNS", "qc_columns", "quantify_stack", "slice_rows", "write_t2star_csv"]
+__all__ = [
+    "CSV_COLUMNS",
+    "qc_columns",
+    "quantify_stack",
+    "slice_rows",
+    "with_seg_uncertainty",
+    "write_t2star_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -188,16 +195,23 @@ def quantify_stack(
                 fits = pixel_fits.fit(slice_images, te_ms[i], wall, noise.options, noise.sigma)
                 t2star_maps[i][wall] = fits.t2star_ms
         if seg_uncertainty is not None:
-            results = _with_seg_uncertainty(results, float(seg_uncertainty[i]), config)
+            results = with_seg_uncertainty(results, float(seg_uncertainty[i]), config)
         field = np.nan if field_strength_t is None else float(field_strength_t[i])
         rows += slice_rows(subject_id[i], i, slice_location[i], results, field)
     return rows
 
 
-def _with_seg_uncertainty(
+def with_seg_uncertainty(
     results: list[RegionResult], uncertainty: float, config: T2StarConfig
 ) -> list[RegionResult]:
-    """The results with ``seg_uncertainty=<value>`` among their reasons when it is too high."""
+    """A slice's results with ``seg_uncertainty=<value>`` among their reasons when it is high.
+
+    Args:
+        results: The region results of one slice's mask.
+        uncertainty: The mask's segmentation uncertainty (share of the myocardium on which
+            rotated passes of the network disagree); NaN: not measured, nothing added.
+        config: ``qc.max_seg_uncertainty`` is the threshold (above it: the reason).
+    """
     if not uncertainty > config.qc.max_seg_uncertainty:  # NaN: not measured
         return results
     reason = f"seg_uncertainty={uncertainty:.3f}"
