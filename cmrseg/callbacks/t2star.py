@@ -1,7 +1,8 @@
 """T2* agreement of predicted and reference masks after validation and test: a thin adapter.
 
 It keeps the labels that the module's ``validation_step`` / ``test_step`` return, and their
-``seg_uncertainty`` when the module measures it (no second inference, no random numbers drawn); each rank fits T2* on its own slices
+``seg_uncertainty`` when the module measures it (no second inference, no random numbers
+drawn); each rank fits T2* on its own slices
 (:class:`~cmrseg.t2star.mask_agreement.MaskAgreement`, reference fits cached), every rank gets
 all rows and logs the scalars (``val/t2star_bias_ms``, ..., per slice and per subject), and
 rank 0 writes the files (with the bootstrap intervals over subjects) and W&B media
