@@ -126,8 +126,9 @@ def main() -> int:
                     f"{100 * flags[has].mean():9.1f}%{mark}"
                 )
     without = flagged({**shipped, "max_seg_uncertainty": np.inf})
+    caught_without = without[off].mean() if off.any() else np.nan
     print(
-        f"shipped thresholds without seg_uncertainty: catch {100 * without[off].mean():.1f}% "
+        f"shipped thresholds without seg_uncertainty: catch {100 * caught_without:.1f}% "
         f"flagging {100 * without.mean():.1f}%"
     )
     flags = flagged(shipped)
