@@ -1,11 +1,14 @@
 """Per-slice QC flag against the error of the global T2* on predicted masks: the curve.
 
 Reads a ``cmrseg-predict`` output file (``predictions.h5``: the input's ``images``, ``labels``
-and true map ``t2star_ms`` plus ``labels_pred``), fits every slice's global myocardium on the
-predicted mask once through :func:`cmrseg.t2star.quantify_stack` (the ``cmrseg-predict`` path)
-with QC thresholds that make every value-carrying reason appear in ``qc_reasons``
-(``r2=``, ``failed_pixels=``, ``censored_pixels=``, ``ci_width=``, ``few_pixels=``), then applies
-the shipped thresholds of ``conf/t2star/default.yaml`` (``qc``), sweeping one of them at a time.
+and true map ``t2star_ms`` plus ``labels_pred`` and, when predict measured it,
+``seg_uncertainty``), fits every slice's global myocardium on the predicted mask once through
+:func:`cmrseg.t2star.quantify_stack` (the ``cmrseg-predict`` path) with QC thresholds that make
+every value-carrying reason appear in ``qc_reasons`` (``r2=``, ``failed_pixels=``,
+``censored_pixels=``, ``ci_width=``, ``seg_uncertainty=``, ``few_pixels=``), then applies the
+shipped thresholds of ``conf/t2star/default.yaml`` (``qc``), sweeping one of them at a time:
+first with the others off (what each reason separates alone), then with the others at their
+shipped values (the curve of the shipped flag).
 A slice is flagged when its row would say ``qc=review``: a reason past a threshold, a reason
 without a value (noise model fallback, background with artifacts, field), or no value at all.
 The truth of a slice is the mean of the true map over the reference myocardium. Issue 14
@@ -33,12 +36,18 @@ SWEEP = {
     "max_failed_share": ("failed_pixels", np.greater, (0.1, 0.2, 0.3, 0.4, 0.5)),
     "max_ci_relative_width": ("ci_width", np.greater, (0.05, 0.06, 0.07, 0.08, 0.1, 0.2, 0.5)),
     "max_censored_share": ("censored_pixels", np.greater, (0.05, 0.1, 0.25, 0.5)),
+    "max_seg_uncertainty": (
+        "seg_uncertainty",
+        np.greater,
+        (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
+    ),
 }
 _ALWAYS = [
     "qc.min_r2=2.0",
     "qc.max_failed_share=-1.0",
     "qc.max_censored_share=-1.0",
     "qc.max_ci_relative_width=-1.0",
+    "qc.max_seg_uncertainty=-1.0",
 ]
 
 
@@ -63,6 +72,7 @@ def _slices(path: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]], 
             pixel_spacing_mm=f["pixel_spacing_mm"][:],
             field_strength_t=f["field_strength_t"][:],
             progress=False,
+            seg_uncertainty=f["seg_uncertainty"][:] if "seg_uncertainty" in f else None,
         )
     glob = [r for r in rows if r["region"] == "global"]
     truth = np.array([np.mean(true_map[i][labels[i] == MYOCARDIUM]) for i in range(n)])
@@ -98,17 +108,29 @@ def main() -> int:
     shipped = {key: getattr(qc, key) for key in SWEEP}
     off_values = {"min_r2": -np.inf, **{k: np.inf for k in SWEEP if k != "min_r2"}}
     has = np.isfinite(value)
-    print("one threshold at a time (the others off); 'of valued': among slices with a value")
-    print(f"{'threshold':>22s} {'value':>6s} {'caught':>7s} {'flagged':>8s} {'of valued':>10s}")
-    for key, (_, _, values) in SWEEP.items():
-        for v in sorted({*values, shipped[key]}):
-            flags = flagged({**off_values, key: v})
-            caught = flags[off].mean() if off.any() else np.nan
-            mark = " (shipped)" if v == shipped[key] else ""
-            print(
-                f"{key:>22s} {v:6.2f} {100 * caught:6.1f}% {100 * flags.mean():7.1f}% "
-                f"{100 * flags[has].mean():9.1f}%{mark}"
-            )
+    if not any("seg_uncertainty" in r for r in reasons):
+        print("no seg_uncertainty in the file (cmrseg-predict seg_uncertainty=none, or older)")
+    for title, others in (
+        ("one threshold at a time (the others off)", off_values),
+        ("one threshold at a time (the others at their shipped values)", shipped),
+    ):
+        print(f"{title}; 'of valued': among slices with a value")
+        print(f"{'threshold':>22s} {'value':>6s} {'caught':>7s} {'flagged':>8s} {'of valued':>10s}")
+        for key, (_, _, values) in SWEEP.items():
+            for v in sorted({*values, shipped[key]}):
+                flags = flagged({**others, key: v})
+                caught = flags[off].mean() if off.any() else np.nan
+                mark = " (shipped)" if v == shipped[key] else ""
+                print(
+                    f"{key:>22s} {v:6.2f} {100 * caught:6.1f}% {100 * flags.mean():7.1f}% "
+                    f"{100 * flags[has].mean():9.1f}%{mark}"
+                )
+    without = flagged({**shipped, "max_seg_uncertainty": np.inf})
+    caught_without = without[off].mean() if off.any() else np.nan
+    print(
+        f"shipped thresholds without seg_uncertainty: catch {100 * caught_without:.1f}% "
+        f"flagging {100 * without.mean():.1f}%"
+    )
     flags = flagged(shipped)
     caught = flags[off].mean() if off.any() else np.nan
     passed = caught >= 0.8 and flags.mean() <= 0.25

@@ -19,7 +19,9 @@ resampled to the training spacing and its class probabilities back (bilinear, as
 any matrix is padded to the network's size divisor and cropped back. Checkpoints written before
 this was stored read files as before (echo indices, no resampling). The step outputs
 ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}`` of the module are put in slice order
-by :func:`slice_labels` (used by :func:`predict_stack` and the T2* callback).
+by :func:`slice_labels` (used by :func:`predict_slices` and the T2* callback); with
+``seg_uncertainty`` on, the steps add ``"seg_uncertainty": float32 [B]`` (the disagreement of
+four rotated passes about the myocardium), which :func:`predict_slices` returns per slice.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "inference_overrides",
     "load_module_from_checkpoint",
     "method_name",
+    "predict_slices",
     "predict_stack",
     "slice_labels",
 ]
@@ -65,10 +68,15 @@ TRAIN_COHORT_KEY = "cmrseg_train_cohort"
 _NET_METHODS = {"UNet": "unet", "MartiniUNet": "martini_unet", "MonaiUNet": "monai_unet"}
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
 # they had then
-_ADDED_MODULE_ARGS = {"cmrseg.modules.SegmentationModule": {"test_time_augmentation": "none"}}
+_ADDED_MODULE_ARGS = {
+    "cmrseg.modules.SegmentationModule": {
+        "test_time_augmentation": "none",
+        "seg_uncertainty": "none",
+    }
+}
 _ADDED_DATA_ARGS = {"sharing_strategy": None, "te_ms": None, "test_subjects": "split"}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
-INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation")
+INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation", "seg_uncertainty")
 
 
 def inference_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -207,7 +215,9 @@ def load_module_from_checkpoint(
     Args:
         path: The ``.ckpt`` file.
         model_overrides: Module arguments to change (e.g. ``{"echo_fusion": "first"}``);
-            ``None`` values are ignored. Pretrained-weight copying (``init_from``) is off.
+            ``None`` values are ignored, and so (with a log line) are arguments the stored
+            module does not take (e.g. ``seg_uncertainty`` of a classical method).
+            Pretrained-weight copying (``init_from``) is off.
 
     Returns:
         The module with the checkpoint's weights (eval mode), and the data config of the
@@ -228,7 +238,7 @@ def load_module_from_checkpoint(
     model = {**added, **stored["model"]}
     if "init_from" in model:  # a network: no copying of pretrained weights at inference
         model["init_from"] = None
-    model |= {k: v for k, v in model_overrides.items() if v is not None}
+    model |= _applicable(model.get("_target_"), model_overrides)
     data = {**_ADDED_DATA_ARGS, **stored["data"], "augmentation": None}
     acquisition = stored.get("acquisition")
     if acquisition is not None:
@@ -252,6 +262,21 @@ def load_module_from_checkpoint(
         module.input_spacing_mm = tuple(float(v) for v in acquisition["pixel_spacing_mm"])
     log.info("Loaded %s (%s)", path, _built(model_cfg))
     return module.eval(), OmegaConf.create(data)
+
+
+def _applicable(target: str | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The set overrides that the module ``target`` takes; the others are logged and dropped."""
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        params = inspect.signature(hydra.utils.get_object(str(target))).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return chosen  # refused by name in _check_stored
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return chosen
+    skipped = [k for k in chosen if k not in params]
+    for key in skipped:
+        log.info("%s does not take %s; %s=%s ignored", target, key, key, chosen[key])
+    return {k: v for k, v in chosen.items() if k not in skipped}
 
 
 def _built(model_cfg: DictConfig) -> str:
@@ -300,15 +325,28 @@ def slice_labels(outputs: Iterable[Mapping[str, torch.Tensor]]) -> dict[int, np.
 def predict_stack(
     module: LightningModule, datamodule: EchoStackDataModule, trainer: Trainer | None = None
 ) -> np.ndarray:
+    """Segment every slice of the datamodule's predict file: ``labels_pred`` uint8 ``[N, H, W]``.
+
+    :func:`predict_slices` without the segmentation uncertainty.
+    """
+    return predict_slices(module, datamodule, trainer)[0]
+
+
+def predict_slices(
+    module: LightningModule, datamodule: EchoStackDataModule, trainer: Trainer | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Segment every slice of the datamodule's predict file.
 
     Args:
-        module: A module whose ``predict_step`` returns ``{"labels", "slice_index"}``.
+        module: A module whose ``predict_step`` returns ``{"labels", "slice_index"}`` and,
+            optionally, ``"seg_uncertainty"`` (``SegmentationModule(seg_uncertainty="rot90")``).
         datamodule: The data (:func:`inference_datamodule` with ``predict_path``).
         trainer: Runs the prediction (device, precision); ``None``: one device, no logger.
 
     Returns:
-        ``labels_pred`` uint8 ``[N, H, W]`` in slice order.
+        ``labels_pred`` uint8 ``[N, H, W]`` and the segmentation uncertainty float32 ``[N]``
+        (the rotations' myocardium disagreement; NaN where the module does not measure it), in
+        slice order.
 
     Raises:
         InputError: The trainer runs more than one process, or the file's slices give another
@@ -330,8 +368,14 @@ def predict_stack(
         )
     if trainer.world_size != 1:
         raise InputError("prediction runs in one process; use trainer=default or trainer=gpu")
-    labels = slice_labels(trainer.predict(module, datamodule=datamodule))
+    outputs = trainer.predict(module, datamodule=datamodule)
+    labels = slice_labels(outputs)
     n_slices = datamodule.predict_info.n_slices
     if sorted(labels) != list(range(n_slices)):
         raise RuntimeError(f"prediction covers slices {sorted(labels)}, expected {n_slices}")
-    return np.stack([labels[i] for i in range(n_slices)])
+    uncertainty = np.full(n_slices, np.nan, np.float32)
+    for batch in outputs:
+        if "seg_uncertainty" in batch:
+            index = batch["slice_index"].cpu().numpy()
+            uncertainty[index] = batch["seg_uncertainty"].float().cpu().numpy()
+    return np.stack([labels[i] for i in range(n_slices)]), uncertainty

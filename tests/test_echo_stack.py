@@ -220,6 +220,10 @@ REFUSALS: dict[str, tuple[Mutation, str]] = {
     "negative truth": (_poke("t2star_ms", (0, 0, 0), -5.0), "t2star_ms: T2* must be > 0 ms or NaN"),
     "zero field": (_poke("field_strength_t", (2,), 0.0), "field_strength_t: field strength must"),
     "inf field": (_poke("field_strength_t", (1,), np.inf), "field_strength_t: field strength must"),
+    "uncertainty above 1": (
+        lambda f: f.create_dataset("seg_uncertainty", data=np.array([0.1, np.nan, 1.5, 0.0])),
+        "seg_uncertainty: values outside [0, 1] (NaN: not measured) (first at slice 2)",
+    ),
     "images group": (
         lambda f: (f.__delitem__("images"), f.create_group("images")),
         "images: is a group",

@@ -130,6 +130,69 @@ def test_eval_with_test_time_rotations(make_cfg, tiny_run: Path, tmp_path: Path)
     assert not torch.allclose(tta, plain)
 
 
+def test_seg_uncertainty_is_the_rotations_disagreement_and_keeps_the_labels(
+    tiny_run: Path,
+) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    plain, _ = load_module_from_checkpoint(ckpt, {"seg_uncertainty": "none"})
+    measured, _ = load_module_from_checkpoint(ckpt, {"seg_uncertainty": "rot90"})
+    images = torch.rand(3, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    batch = {
+        "image": images,
+        "slice_index": torch.arange(3),
+        "pixel_spacing_mm": torch.ones(3, 2),
+    }
+    with torch.no_grad():
+        out = measured.predict_step(batch, 0)
+        reference = plain.predict_step(batch, 0)
+        walls = torch.stack(
+            [
+                measured._labels(
+                    torch.rot90(
+                        measured._fused_probabilities(torch.rot90(images, k, (2, 3))), -k, (2, 3)
+                    )
+                )
+                == 2
+                for k in range(4)
+            ]
+        )
+    assert "seg_uncertainty" not in reference
+    torch.testing.assert_close(out["labels"], reference["labels"])  # labels unchanged
+    union = walls.any(0).flatten(1).sum(1).float()
+    by_hand = 1 - walls.all(0).flatten(1).sum(1).float() / union.clamp_min(1)
+    torch.testing.assert_close(out["seg_uncertainty"], by_hand)
+    assert out["seg_uncertainty"].shape == (3,)
+    assert ((out["seg_uncertainty"] >= 0) & (out["seg_uncertainty"] <= 1)).all()
+
+
+def test_predict_without_seg_uncertainty_writes_none(
+    make_cfg, tiny_run: Path, tmp_path: Path
+) -> None:
+    scans = tmp_path / "scans.h5"
+    write_echo_stack(scans, ring_phantom(1, seed=7, labels=False))
+    cfg = _predict_cfg(make_cfg, tiny_run / "checkpoints" / "last.ckpt", scans, tmp_path)
+    with open_dict(cfg):
+        cfg.seg_uncertainty = "none"
+    predict(cfg)
+    assert read_echo_stack(tmp_path / "out" / "predictions.h5").seg_uncertainty is None
+    assert "seg_uncertainty" not in (tmp_path / "out" / "t2star.csv").read_text()
+
+
+def test_eval_seg_uncertainty_reaches_the_t2star_table(
+    make_cfg, tiny_run: Path, tmp_path: Path
+) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    overrides = ("seg_uncertainty=rot90", "callbacks.t2star.config.qc.max_seg_uncertainty=-1.0")
+    evaluate(_eval_cfg(make_cfg, ckpt, tmp_path, *overrides))
+    rows = (tmp_path / "t2star" / "test_table.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    reasons = [r.split(",")[header.index("qc_reasons_pred")] for r in rows[1:]]
+    assert reasons and all("seg_uncertainty=" in r for r in reasons)
+    assert not any(
+        "seg_uncertainty" in r.split(",")[header.index("qc_reasons_ref")] for r in rows[1:]
+    )
+
+
 def _edited_checkpoint(tiny_run: Path, out: Path, edit) -> Path:
     """A copy of the tiny run's last checkpoint with ``edit(stored run config)`` applied."""
     ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -141,11 +204,13 @@ def _edited_checkpoint(tiny_run: Path, out: Path, edit) -> Path:
 def test_checkpoint_from_before_added_arguments_loads(tiny_run: Path, tmp_path: Path):
     def drop(stored: dict) -> None:
         del stored["model"]["test_time_augmentation"]
+        del stored["model"]["seg_uncertainty"]
         del stored["data"]["sharing_strategy"]
 
     old = _edited_checkpoint(tiny_run, tmp_path / "old.ckpt", drop)
     model, data_cfg = load_module_from_checkpoint(old, {"echo_fusion": None})
     assert model.hparams.test_time_augmentation == "none"
+    assert model.hparams.seg_uncertainty == "none"
     assert data_cfg.sharing_strategy is None  # the datamodule has no defaults of its own
 
 
@@ -209,6 +274,9 @@ def test_predict_writes_labels_pred(make_cfg, tiny_run: Path, tmp_path: Path) ->
     assert set(np.unique(out.labels_pred)) <= {0, 1, 2}
     assert out.t2star_map_ms is not None
     assert np.isnan(out.t2star_map_ms[out.labels_pred != 2]).all()
+    # conf/predict.yaml measures the rotations' disagreement per slice
+    assert out.seg_uncertainty is not None and out.seg_uncertainty.shape == (4,)
+    assert ((out.seg_uncertainty >= 0) & (out.seg_uncertainty <= 1)).all()
     csv_lines = (tmp_path / "out" / "t2star.csv").read_text().splitlines()
     assert csv_lines[0].startswith("subject_id,slice_index,slice_location,region,t2star_ms")
     assert len(csv_lines) == 1 + 4 * 7

@@ -576,3 +576,48 @@ def test_rows_name_the_method_noise_and_field() -> None:
 )
 def test_grades_use_the_cut_offs_of_the_field(t2star_ms: float, field: float, grade: str) -> None:
     assert grade_t2star(t2star_ms, field) == grade
+
+
+def test_segmentation_uncertainty_above_the_threshold_is_a_reason_on_every_row() -> None:
+    images, labels, rv = lv_slice(sigma=2.0, seed=4)
+    config = load_t2star_config(overrides=["qc.max_seg_uncertainty=0.2"])
+    rows = quantify_stack(
+        [images] * 3,
+        np.tile(TE_MS, (3, 1)),
+        [labels] * 3,
+        ["S0001"] * 3,
+        ["mid"] * 3,
+        config=config,
+        rv_insertion=np.array([rv] * 3),
+        phase_encoding_axis=np.zeros(3),
+        pixel_spacing_mm=np.full((3, 2), 1.4),
+        field_strength_t=np.full(3, 1.5, np.float32),
+        progress=False,
+        seg_uncertainty=np.array([0.25, 0.2, np.nan]),
+    )
+    assert len(rows) == 3 * 7
+    for row in rows[:7]:  # above: every region of the slice, value or not
+        assert "seg_uncertainty=0.250" in row["qc_reasons"].split(";") and row["qc"] == "review"
+    for row in rows[7:]:  # at the threshold, or not measured: no reason
+        assert "seg_uncertainty" not in row["qc_reasons"]
+    assert rows[7]["qc"] == rows[14]["qc"] == "pass"
+
+
+@pytest.mark.parametrize(("t2star_ms", "status"), [(2.0, "below_range"), (3.0, "ok")])
+def test_short_region_with_one_echo_above_its_floor_is_a_bound(t2star_ms: float, status: str):
+    """At 2 ms and noise SD 15 only TE1 clears 1.5x the wall's floor: no two-echo value."""
+    clean, labels, rv = lv_slice()
+    clean[:, labels == 2] = (400.0 * np.exp(-TE_MS / t2star_ms))[:, None]
+    noise = np.random.default_rng(0).normal(size=(2, 4, *clean.shape)) * 15.0
+    images = np.sqrt(((clean / 2 + noise[0]) ** 2 + noise[1] ** 2).sum(axis=0))
+    row = _rows(images, labels, rv)[0]
+    assert row["status"] == status
+    if status == "below_range":
+        assert row["t2star_ms"] == "" and row["grade"] == "severe"
+        assert "echoes_above_floor=1" in row["qc_reasons"].split(";")
+        # the bound is the all-echo estimate: near the truth without an artifact floor
+        assert float(row["t2star_ci_high_ms"]) == pytest.approx(t2star_ms, rel=0.25)
+        assert row["method"] == "median_pixel/core/noise_corrected"
+    else:
+        assert row["method"].endswith("/first_2_echoes")
+        assert float(row["t2star_ms"]) == pytest.approx(t2star_ms, rel=0.1)

@@ -1,7 +1,8 @@
 """T2* agreement of predicted and reference masks after validation and test: a thin adapter.
 
-It keeps the labels that the module's ``validation_step`` / ``test_step`` return (no second
-inference, no random numbers drawn); each rank fits T2* on its own slices
+It keeps the labels that the module's ``validation_step`` / ``test_step`` return, and their
+``seg_uncertainty`` when the module measures it (no second inference, no random numbers
+drawn); each rank fits T2* on its own slices
 (:class:`~cmrseg.t2star.mask_agreement.MaskAgreement`, reference fits cached), every rank gets
 all rows and logs the scalars (``val/t2star_bias_ms``, ..., per slice and per subject), and
 rank 0 writes the files (with the bootstrap intervals over subjects) and W&B media
@@ -87,6 +88,7 @@ class T2StarCallback(Callback):
         self._agreement = MaskAgreement(self.t2star_config)
         self._wanted: set[int] | None = None  # slices to keep this epoch; None: not running
         self._labels: dict[int, np.ndarray] = {}
+        self._uncertainty: dict[int, float] = {}  # segmentation uncertainty by slice, if given
         self._stage: Stage = "val"
         #: The last report's summary: scalars and intervals (``agreement_summary``).
         self.last_summary: dict[str, float] = {}
@@ -110,6 +112,7 @@ class T2StarCallback(Callback):
 
     def _begin(self, trainer: Trainer, stage: Stage, active: bool) -> None:
         self._stage, self._labels, self._wanted = stage, {}, None
+        self._uncertainty = {}
         if active:
             indices = trainer.datamodule.split_indices(stage)
             if self.max_slices is not None and indices.size > self.max_slices:
@@ -130,6 +133,12 @@ class T2StarCallback(Callback):
             )
         labels = slice_labels([outputs])
         self._labels |= {i: v for i, v in labels.items() if i in self._wanted}
+        if "seg_uncertainty" in outputs:  # SegmentationModule(seg_uncertainty="rot90")
+            index = outputs["slice_index"].tolist()
+            values = outputs["seg_uncertainty"].float().cpu().tolist()
+            self._uncertainty |= {
+                int(i): v for i, v in zip(index, values, strict=True) if i in self._wanted
+            }
 
     on_test_batch_end = on_validation_batch_end
 
@@ -140,14 +149,19 @@ class T2StarCallback(Callback):
         info, self._wanted = trainer.datamodule.info, None
         source = EchoStackFile(info.path, info=info)
         try:
-            rows = self._agreement.rows(source, self._labels, progress=trainer.is_global_zero)
+            rows = self._agreement.rows(
+                source,
+                self._labels,
+                progress=trainer.is_global_zero,
+                seg_uncertainty=self._uncertainty,
+            )
         finally:
             source.close()
         parts: list[Any] = [rows]
         if trainer.world_size > 1:  # DDP (the process group is up): every rank gets all rows
             parts = [None] * trainer.world_size
             torch.distributed.all_gather_object(parts, rows)
-        rows, self._labels = merge_rows(parts), {}
+        rows, self._labels, self._uncertainty = merge_rows(parts), {}, {}
         if not rows:
             log.warning("T2* agreement: no %s slices; skipped", self._stage)
             return

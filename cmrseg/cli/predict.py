@@ -1,6 +1,7 @@
 r"""``cmrseg-predict``: segment every slice of an echo-stack file (Hydra; ``conf/predict.yaml``).
 
-Writes ``output/predictions.h5`` (the input plus ``labels_pred`` and ``t2star_map_ms``),
+Writes ``output/predictions.h5`` (the input plus ``labels_pred``, ``t2star_map_ms`` and, with
+``seg_uncertainty: rot90``, the per-slice ``seg_uncertainty`` that the T2* QC flag uses),
 ``output/t2star.csv`` (global and sector T2* per slice, contract section 2) and, with
 ``report: true``, the per-patient report ``output/report/`` (:mod:`cmrseg.report.patient`) as
 one unit: all are written into a temporary folder, ``fsync``-ed and moved into ``output`` only
@@ -34,7 +35,7 @@ from cmrseg.inference import (
     inference_datamodule,
     inference_overrides,
     load_module_from_checkpoint,
-    predict_stack,
+    predict_slices,
 )
 from cmrseg.report.patient import write_patient_reports
 from cmrseg.t2star import T2StarConfig, load_t2star_config, quantify_stack, write_t2star_csv
@@ -70,10 +71,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         stored_data, {"batch_size": cfg.get("batch_size")}, predict_path=input_path
     )
     trainer: Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
-    labels_pred = predict_stack(model, datamodule, trainer)
+    labels_pred, seg_uncertainty = predict_slices(model, datamodule, trainer)
 
     stack = read_echo_stack(input_path)
     stack.labels_pred = labels_pred
+    measured = bool(np.isfinite(seg_uncertainty).any())
+    stack.seg_uncertainty = seg_uncertainty if measured else None
     t2star_cfg = load_t2star_config(cfg.get("t2star_config"))
     stack.t2star_map_ms = np.empty(labels_pred.shape, np.float32)
     rows = quantify_stack(
@@ -89,6 +92,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         field_strength_t=stack.field_strength_t,
         progress=False,
         t2star_maps=stack.t2star_map_ms,
+        seg_uncertainty=stack.seg_uncertainty,
     )
     with atomic_dir(output_dir) as tmp:
         write_echo_stack(tmp / PREDICTIONS_FILE, stack)

@@ -85,6 +85,7 @@ _DATASETS: dict[str, _Spec] = {
     "labels_pred": _Spec(("N", "H", "W"), "int", np.uint8, False),
     "t2star_map_ms": _Spec(("N", "H", "W"), "float", np.float32, False),
     "field_strength_t": _Spec(("N",), "float", np.float32, False),
+    "seg_uncertainty": _Spec(("N",), "float", np.float32, False),
 }
 
 
@@ -145,6 +146,9 @@ class EchoStack:
         t2star_map_ms: Optional pixel-wise T2* in the predicted myocardium, NaN elsewhere.
         field_strength_t: Optional main field of the scanner in tesla, float32 ``[N]``, NaN
             when unknown.
+        seg_uncertainty: Optional segmentation uncertainty of ``labels_pred``, float32
+            ``[N]`` in [0, 1] (share of the myocardium on which rotated passes disagree), NaN
+            when not measured.
     """
 
     images: np.ndarray | SliceSource
@@ -159,6 +163,7 @@ class EchoStack:
     labels_pred: np.ndarray | None = None
     t2star_map_ms: np.ndarray | None = None
     field_strength_t: np.ndarray | None = None
+    seg_uncertainty: np.ndarray | None = None
 
     @property
     def n_slices(self) -> int:
@@ -271,6 +276,8 @@ def _check_values(where: str, name: str, value: np.ndarray | list[str], offset: 
         bad(~np.isin(value, (-1, 0, 1)), "values outside {-1, 0, 1}")
     elif name == "field_strength_t":
         bad(np.isinf(value) | (value <= 0), "field strength must be > 0 T or NaN (unknown)")
+    elif name == "seg_uncertainty":
+        bad((value < 0) | (value > 1), "values outside [0, 1] (NaN: not measured)")
     elif name in ("t2star_ms", "t2star_map_ms"):
         bad((np.isinf(value) | (value <= 0)).any(axis=(1, 2)), "T2* must be > 0 ms or NaN")
     elif name == "subject_id":

@@ -20,6 +20,15 @@ The default is chosen on validation data (see ``conf/model/unet.yaml``).
 the slice rotated by 0, 90, 180 and 270 degrees (each rotated back), the geometric transforms of
 the paper's training augmentation; it costs four forward passes per slice.
 
+``seg_uncertainty`` (``none`` or ``rot90``) measures how much those four passes disagree about
+the myocardium: per slice, the share of pixels labelled myocardium by any pass that not every
+pass labels myocardium (``1 - |intersection| / |union|`` of the four myocardium masks; 0 when
+no pass finds any). The labels stay those of ``test_time_augmentation`` (the passes are shared
+when both are ``rot90``). Evaluation and prediction steps then return it as
+``seg_uncertainty`` float32 ``[B]``; the T2* rows of a slice above the ``qc`` threshold say
+``seg_uncertainty=<value>`` (:func:`cmrseg.t2star.quantify_stack`). On a slice resampled to
+the training spacing it is measured on the resampled grid.
+
 Pixel spacing: with :attr:`SegmentationModule.input_spacing_mm` set (the training data's, by
 :func:`cmrseg.inference.load_module_from_checkpoint`), a slice whose spacing differs by more than
 1% is resampled to it (bilinear, antialiased when shrinking), segmented, and its class
@@ -48,12 +57,13 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.models import logits_to_labels
 from cmrseg.modules.transfer import copy_matching_weights, load_net_state_dict
 
-__all__ = ["EchoFusion", "SegmentationModule", "TestTimeAugmentation"]
+__all__ = ["EchoFusion", "SegUncertainty", "SegmentationModule", "TestTimeAugmentation"]
 
 log = logging.getLogger(__name__)
 
 EchoFusion = Literal["first", "mean_softmax"]
 TestTimeAugmentation = Literal["none", "rot90"]
+SegUncertainty = Literal["none", "rot90"]
 _RNG_KEY = "cmrseg_rng_states"
 _SPACING_RTOL = 0.01  # spacings within 1 % are the training spacing
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -80,6 +90,8 @@ class SegmentationModule(LightningModule):
         echo_fusion: How a one-channel network segments a multi-echo slice (module docstring).
         test_time_augmentation: ``none``, or ``rot90`` to average over the four 90-degree
             rotations of each slice at evaluation and prediction (module docstring).
+        seg_uncertainty: ``none``, or ``rot90`` to measure the disagreement of the four
+            90-degree rotations about the myocardium per slice (module docstring).
         keep_largest_component: Keep only the largest myocardium component in predictions.
         init_from: Checkpoint or state-dict file to copy pretrained layers from, or ``None``.
         init_patterns: ``fnmatch`` patterns of tensor names to copy from ``init_from``.
@@ -107,6 +119,7 @@ class SegmentationModule(LightningModule):
         metrics: MetricCollection,
         echo_fusion: EchoFusion,
         test_time_augmentation: TestTimeAugmentation,
+        seg_uncertainty: SegUncertainty,
         keep_largest_component: bool,
         init_from: str | None,
         init_patterns: Sequence[str],
@@ -121,6 +134,8 @@ class SegmentationModule(LightningModule):
             raise ValueError(
                 f"test_time_augmentation must be 'none' or 'rot90', got {test_time_augmentation!r}"
             )
+        if seg_uncertainty not in ("none", "rot90"):
+            raise ValueError(f"seg_uncertainty must be 'none' or 'rot90', got {seg_uncertainty!r}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(
                 f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval}"
@@ -220,13 +235,31 @@ class SegmentationModule(LightningModule):
             images: ``[B, C, H, W]``; ``C`` equals the network's input channels, or the
                 network takes one channel and ``C`` echoes are fused (``echo_fusion``).
         """
+        return self._segment(images)[0]
+
+    def _segment(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`segment_probabilities` and the myocardium disagreement ``[B]`` of the rotations.
+
+        The disagreement is ``None`` when ``seg_uncertainty`` is ``none``.
+        """
         probs = self._fused_probabilities(images)
-        if self.hparams.test_time_augmentation == "rot90":
-            for k in (1, 2, 3):
-                rotated = self._fused_probabilities(torch.rot90(images, k, dims=(-2, -1)))
-                probs = probs + torch.rot90(rotated, -k, dims=(-2, -1))
-            probs = probs / 4
-        return probs
+        tta = self.hparams.test_time_augmentation == "rot90"
+        uncertain = self.hparams.seg_uncertainty == "rot90"
+        if not (tta or uncertain):
+            return probs, None
+        passes = [probs]
+        for k in (1, 2, 3):
+            rotated = self._fused_probabilities(torch.rot90(images, k, dims=(-2, -1)))
+            passes.append(torch.rot90(rotated, -k, dims=(-2, -1)))
+        if tta:
+            probs = torch.stack(passes).mean(dim=0)
+        if not uncertain:
+            return probs, None
+        walls = torch.stack([self._labels(p) == MYOCARDIUM for p in passes])
+        union = walls.any(dim=0).flatten(1).sum(dim=1)
+        agreed = walls.all(dim=0).flatten(1).sum(dim=1)
+        disagreement = 1 - agreed.float() / union.clamp_min(1).float()
+        return probs, disagreement
 
     def _fused_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities of slices, the echoes fused by ``echo_fusion``."""
@@ -257,14 +290,20 @@ class SegmentationModule(LightningModule):
         Returns:
             Class probabilities ``[B, K, H, W]`` on the slices' own grids.
         """
+        return self._segment_at_spacing(images, pixel_spacing_mm)[0]
+
+    def _segment_at_spacing(
+        self, images: torch.Tensor, pixel_spacing_mm: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`probabilities_at_spacing` and the disagreement ``[B]`` (or ``None``)."""
         if self.input_spacing_mm is None or pixel_spacing_mm is None:
-            return self.segment_probabilities(images)
+            return self._segment(images)
         target = torch.tensor(self.input_spacing_mm, dtype=torch.float64)
         scales = pixel_spacing_mm.detach().to("cpu", torch.float64) / target
         if bool(((scales - 1).abs() <= _SPACING_RTOL).all()):
-            return self.segment_probabilities(images)
+            return self._segment(images)
         h, w = images.shape[-2:]
-        out = []
+        out, disagreements = [], []
         for image, scale in zip(images, scales, strict=True):
             size = (max(1, round(h * float(scale[0]))), max(1, round(w * float(scale[1]))))
             resized = functional.interpolate(
@@ -274,9 +313,12 @@ class SegmentationModule(LightningModule):
                 align_corners=False,
                 antialias=size[0] < h or size[1] < w,
             )
-            probs = self.segment_probabilities(resized)
+            probs, disagreement = self._segment(resized)
             out.append(functional.interpolate(probs, size=(h, w), mode="bilinear"))
-        return torch.cat(out)
+            disagreements.append(disagreement)
+        if disagreements[0] is None:
+            return torch.cat(out), None
+        return torch.cat(out), torch.cat(disagreements)
 
     def predict_labels(
         self, images: torch.Tensor, pixel_spacing_mm: torch.Tensor | None = None
@@ -342,7 +384,7 @@ class SegmentationModule(LightningModule):
     def _evaluate(
         self, batch: dict[str, Any], metrics: MetricCollection, stage: str
     ) -> dict[str, torch.Tensor]:
-        probs = self.probabilities_at_spacing(batch["image"], batch["pixel_spacing_mm"])
+        probs, disagreement = self._segment_at_spacing(batch["image"], batch["pixel_spacing_mm"])
         # the configured loss of the evaluated (fused) probabilities: every loss here takes
         # logits through a softmax, and softmax(log p) = p
         loss = self.loss_fn(probs.clamp_min(1e-8).log(), batch["mask"])
@@ -357,14 +399,24 @@ class SegmentationModule(LightningModule):
             sample_id=batch["sample_id"],
             pixel_spacing_mm=batch["pixel_spacing_mm"],
         )
-        return {"labels": labels, "slice_index": batch["slice_index"]}
+        return self._step_output(labels, batch["slice_index"], disagreement)
+
+    @staticmethod
+    def _step_output(
+        labels: torch.Tensor, slice_index: torch.Tensor, disagreement: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        out = {"labels": labels, "slice_index": slice_index}
+        if disagreement is not None:
+            out["seg_uncertainty"] = disagreement
+        return out
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """Update the validation metrics with one batch of slices; return its labels.
 
         Returns:
             ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}`` (for callbacks, e.g.
-            :class:`~cmrseg.callbacks.T2StarCallback`).
+            :class:`~cmrseg.callbacks.T2StarCallback`), with ``"seg_uncertainty": float32
+            [B]`` when ``seg_uncertainty`` is ``rot90``.
         """
         return self._evaluate(batch, self.val_metrics, "val")
 
@@ -386,9 +438,12 @@ class SegmentationModule(LightningModule):
         self._log_metrics(self.test_metrics)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Predicted labels: ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}``."""
-        labels = self.predict_labels(batch["image"], batch["pixel_spacing_mm"])
-        return {"labels": labels, "slice_index": batch["slice_index"]}
+        """Predicted labels: ``{"labels": uint8 [B, H, W], "slice_index": int64 [B]}``.
+
+        With ``seg_uncertainty`` ``rot90`` also ``"seg_uncertainty": float32 [B]``.
+        """
+        probs, disagreement = self._segment_at_spacing(batch["image"], batch["pixel_spacing_mm"])
+        return self._step_output(self._labels(probs), batch["slice_index"], disagreement)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the global RNG states so that a resumed run draws the same dropout masks."""

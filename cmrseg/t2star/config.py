@@ -118,6 +118,9 @@ class QcOptions:
         max_censored_share: Share of the usable pixel fits censored at a bound above this.
         min_pixels: Fewer pixels in the region than this.
         max_ci_relative_width: Width of the 95% CI over the value above this.
+        max_seg_uncertainty: Segmentation uncertainty of the slice (the share of myocardium
+            pixels on which four rotated passes of the network disagree; given to
+            :func:`~cmrseg.t2star.quantify_stack` by ``cmrseg-predict``) above this.
     """
 
     min_r2: float
@@ -125,6 +128,7 @@ class QcOptions:
     max_censored_share: float
     min_pixels: int
     max_ci_relative_width: float
+    max_seg_uncertainty: float
 
 
 @dataclass

@@ -48,7 +48,7 @@ from cmrseg.t2star.quantify import (
     slice_noise,
 )
 from cmrseg.t2star.status import Status
-from cmrseg.t2star.table import qc_columns
+from cmrseg.t2star.table import qc_columns, with_seg_uncertainty
 
 if TYPE_CHECKING:
     from cmrseg.data.echo_stack import EchoStackInfo
@@ -288,7 +288,11 @@ def _qc(suffix: str, result: RegionResult) -> dict[str, str]:
 
 
 def agreement_rows(
-    reference: ReferenceSlice, images: np.ndarray, pred_labels: np.ndarray, config: T2StarConfig
+    reference: ReferenceSlice,
+    images: np.ndarray,
+    pred_labels: np.ndarray,
+    config: T2StarConfig,
+    seg_uncertainty: float = float("nan"),
 ) -> list[dict[str, Any]]:
     """Agreement rows of one slice: fit the predicted mask, pair it with the reference.
 
@@ -297,6 +301,8 @@ def agreement_rows(
         images: Magnitude images ``[E, H, W]`` of the slice.
         pred_labels: Predicted labels ``[H, W]``.
         config: T2* settings.
+        seg_uncertainty: The predicted mask's segmentation uncertainty (NaN: not measured);
+            above ``qc.max_seg_uncertainty`` the ``pred`` rows say it in ``qc_reasons_pred``.
 
     Returns:
         Seven rows (:data:`REGIONS` order) with the keys of :data:`AGREEMENT_COLUMNS`; T2*
@@ -314,6 +320,7 @@ def agreement_rows(
         noise=reference.noise,
         pixel_fits=reference.pixel_fits,
     )
+    pred = with_seg_uncertainty(pred, seg_uncertainty, config)
     return [
         {
             "subject_id": reference.subject_id,
@@ -352,7 +359,12 @@ class MaskAgreement:
         self._references: dict[tuple[str, int], ReferenceSlice] = {}
 
     def rows(
-        self, source: SliceSource, pred_labels: Mapping[int, np.ndarray], *, progress: bool
+        self,
+        source: SliceSource,
+        pred_labels: Mapping[int, np.ndarray],
+        *,
+        progress: bool,
+        seg_uncertainty: Mapping[int, float] | None = None,
     ) -> list[dict[str, Any]]:
         """Agreement rows of the given slices of ``source`` (:func:`agreement_rows`).
 
@@ -360,6 +372,8 @@ class MaskAgreement:
             source: The echo stack the slices come from (with ``labels``).
             pred_labels: Predicted labels ``[H, W]`` by 0-based slice index.
             progress: Show a progress bar over slices.
+            seg_uncertainty: Segmentation uncertainty of the predicted masks by slice index
+                (slices missing: not measured).
 
         Returns:
             Seven rows per slice, in slice order.
@@ -370,7 +384,10 @@ class MaskAgreement:
             if key not in self._references:
                 self._references[key] = reference_slice(source, i, self.config)
             images = source.read("images", i)
-            rows += agreement_rows(self._references[key], images, pred_labels[i], self.config)
+            uncertainty = (seg_uncertainty or {}).get(i, float("nan"))
+            rows += agreement_rows(
+                self._references[key], images, pred_labels[i], self.config, uncertainty
+            )
         return rows
 
 

@@ -243,7 +243,9 @@ def floor_truncation(
     but against the measured floor rather than the noise alone: the floor is the median over the
     region's pixels of their mean signal on the echoes after ``TE1 + floor_after_t2star x T2*``
     (no myocardial signal left there), and the leading echoes whose median signal over the
-    region exceeds ``floor_factor`` times it are kept.
+    region exceeds ``floor_factor`` times it are kept. When fewer than two are (the second echo
+    already in the floor), the region's T2* cannot be measured, only bounded:
+    :func:`quantify_region` reports it ``below_range``.
 
     Args:
         curves: Magnitude curves of the region's pixels ``[P, E]``.
@@ -252,15 +254,14 @@ def floor_truncation(
         options: ``floor_after_t2star`` and ``floor_factor``.
 
     Returns:
-        Boolean ``[E]`` (a prefix, at least two echoes), or ``None`` when fewer than two echoes
-        measure the floor or every echo is above it (nothing to drop).
+        Boolean ``[E]`` (a prefix, possibly of fewer than two echoes), or ``None`` when fewer
+        than two echoes measure the floor or every echo is above it (nothing to drop).
     """
     late = te_ms > te_ms[0] + options.floor_after_t2star * t2star_ms
     if late.sum() < 2:
         return None
     floor = float(np.median(curves[:, late].mean(axis=1)))
     keep = np.logical_and.accumulate(np.median(curves, axis=0) > options.floor_factor * floor)
-    keep[:2] = True
     return None if keep.all() else keep
 
 
@@ -327,8 +328,11 @@ def _short_t2star_echoes(
     fits: _PixelSubset,
     options: FitOptions,
     region: RegionOptions,
-) -> np.ndarray | None:
-    """Echoes to refit a region on when its first censored median is short, else ``None``."""
+) -> tuple[np.ndarray, float] | None:
+    """:func:`floor_truncation` of a region whose first censored median is short, or ``None``.
+
+    Returned with that median (ms; the lower fit bound when it is ``below_range``).
+    """
     if region.floor_truncation_below_ms <= 0:
         return None
     ok = fits.status == status_code(Status.OK)
@@ -341,7 +345,34 @@ def _short_t2star_echoes(
         value = options.bounds_ms(te_ms)[0]
     elif status is not Status.OK or value >= region.floor_truncation_below_ms:
         return None
-    return floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
+    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
+    return None if keep is None else (keep, value)
+
+
+def _bounded_by_first_fit(
+    n_pixels: int,
+    truncation: tuple[np.ndarray, float],
+    reasons: list[str],
+    details: dict[str, Any],
+    region: str,
+) -> RegionResult:
+    """A short-T2* region with fewer than two echoes above its floor: a bound, not a value.
+
+    Two echoes would fit the floor as signal. The bound is the region's first censored median
+    (all echoes; the lower fit bound when that was ``below_range``): the artifact floor of its
+    late echoes only raises that fit (on phantom seed 2, ``clinical``, it read above the truth
+    on all 15 slices of 2-5 ms).
+    """
+    keep, first_ms = truncation
+    reasons += [f"echoes_above_floor={int(keep.sum())}", f"below_{first_ms:.3g}ms"]
+    return RegionResult.without_value(
+        region,
+        n_pixels,
+        Status.BELOW_RANGE,
+        bound_ms=first_ms,
+        qc_reasons=tuple(reasons),
+        **details,
+    )
 
 
 def quantify_region(
@@ -372,7 +403,10 @@ def quantify_region(
     Instead, a region whose censored median (from a trustworthy first fit) is below
     ``region.floor_truncation_below_ms`` is refitted on its echoes above the wall's own
     late-echo floor (:func:`floor_truncation`; exactly determined two-echo fits allowed), and
-    ``method`` ends in ``/first_N_echoes``.
+    ``method`` ends in ``/first_N_echoes``. When only the first echo is above that floor, two
+    echoes would fit the floor as signal (a true 2.1 ms read 3.6 ms, +69%): the region is
+    ``below_range`` with its first (all-echo) estimate as the bound (:func:`_bounded_by_first_fit`;
+    reason ``echoes_above_floor=1``, or 0).
 
     Args:
         images: Magnitude images ``[E, H, W]``.
@@ -426,8 +460,11 @@ def quantify_region(
     else:
         cache = pixel_fits if pixel_fits is not None else PixelFits(mask.shape)
         fits = cache.fit(images, te_ms, mask, options, noise.sigma)
-        keep = _short_t2star_echoes(images, te_ms, mask, fits, options, config.region)
-        if keep is not None:
+        truncation = _short_t2star_echoes(images, te_ms, mask, fits, options, config.region)
+        if truncation is not None and truncation[0].sum() < 2:
+            return _bounded_by_first_fit(n_pixels, truncation, reasons, details, region)
+        if truncation is not None:
+            keep = truncation[0]
             refit = fit_curves(
                 te_ms[keep],
                 images[keep][:, mask].T.astype(float),

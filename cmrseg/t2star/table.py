@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,14 @@ from cmrseg.t2star.grading import grading_field_t
 from cmrseg.t2star.quantify import PixelFits, RegionResult, quantify_slice, slice_noise
 from cmrseg.t2star.status import Status
 
-__all__ = ["CSV_COLUMNS", "qc_columns", "quantify_stack", "slice_rows", "write_t2star_csv"]
+__all__ = [
+    "CSV_COLUMNS",
+    "qc_columns",
+    "quantify_stack",
+    "slice_rows",
+    "with_seg_uncertainty",
+    "write_t2star_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +138,7 @@ def quantify_stack(
     field_strength_t: np.ndarray | None = None,
     progress: bool = True,
     t2star_maps: np.ndarray | None = None,
+    seg_uncertainty: np.ndarray | None = None,
 ) -> list[dict[str, str]]:
     """Quantify every slice of an echo stack into CSV rows (global + 6 sectors per slice).
 
@@ -153,6 +162,10 @@ def quantify_stack(
         t2star_maps: ``[N, H, W]`` float array to fill with the pixel-wise T2* (ms) inside the
             myocardium of ``labels`` (NaN elsewhere and where a pixel's fit is not ``ok``), as
             ``t2star_map_ms`` stores it; ``None``: no maps.
+        seg_uncertainty: ``[N]`` segmentation uncertainty of each slice's mask (share of the
+            myocardium on which rotated passes of the network disagree, NaN where unknown);
+            every row of a slice above ``qc.max_seg_uncertainty`` says
+            ``seg_uncertainty=<value>`` in ``qc_reasons``. ``None``: not measured.
 
     Returns:
         Rows for :func:`write_t2star_csv`, 7 per slice.
@@ -181,9 +194,28 @@ def quantify_stack(
             if noise is not None and noise.options is not None:
                 fits = pixel_fits.fit(slice_images, te_ms[i], wall, noise.options, noise.sigma)
                 t2star_maps[i][wall] = fits.t2star_ms
+        if seg_uncertainty is not None:
+            results = with_seg_uncertainty(results, float(seg_uncertainty[i]), config)
         field = np.nan if field_strength_t is None else float(field_strength_t[i])
         rows += slice_rows(subject_id[i], i, slice_location[i], results, field)
     return rows
+
+
+def with_seg_uncertainty(
+    results: list[RegionResult], uncertainty: float, config: T2StarConfig
+) -> list[RegionResult]:
+    """A slice's results with ``seg_uncertainty=<value>`` among their reasons when it is high.
+
+    Args:
+        results: The region results of one slice's mask.
+        uncertainty: The mask's segmentation uncertainty (share of the myocardium on which
+            rotated passes of the network disagree); NaN: not measured, nothing added.
+        config: ``qc.max_seg_uncertainty`` is the threshold (above it: the reason).
+    """
+    if not uncertainty > config.qc.max_seg_uncertainty:  # NaN: not measured
+        return results
+    reason = f"seg_uncertainty={uncertainty:.3f}"
+    return [dataclasses.replace(r, qc_reasons=(*r.qc_reasons, reason)) for r in results]
 
 
 def write_t2star_csv(path: str | os.PathLike[str], rows: Iterable[dict[str, str]]) -> None:
