@@ -346,9 +346,7 @@ def write_study_report(
     notes: list[str] = []
     t1 = table1(runs, proposed=proposed, n_boot=n_boot, seed=seed)
     external: list[dict[str, Any]] = []
-    for fingerprint in dict.fromkeys(r.cohort["fingerprint"] for r in selection.external):
-        group = [r for r in selection.external if r.cohort["fingerprint"] == fingerprint]
-        cohort = group[0].cohort["file"] or fingerprint[:12]
+    for cohort, group in _by_cohort(selection.external):
         external += [
             {"cohort": cohort, **row}
             for row in table1(group, proposed=proposed, n_boot=n_boot, seed=seed, paper=False)
@@ -377,10 +375,8 @@ def write_study_report(
         ]
     for method in method_order(selection.external, proposed):
         mine = [r for r in selection.external if r.method == method]
-        for fingerprint in dict.fromkeys(r.cohort["fingerprint"] for r in mine):
-            group = [r for r in mine if r.cohort["fingerprint"] == fingerprint]
-            label = f"{method} @ {group[0].cohort['file'] or fingerprint[:12]}"
-            groups[label] = [100 * s["jaccard"] for s in pool_slices(group)]
+        for cohort, group in _by_cohort(mine):
+            groups[f"{method} @ {cohort}"] = [100 * s["jaccard"] for s in pool_slices(group)]
     pngs["jaccard_boxplot.png"] = figure_png(
         box_figure(groups, "Jaccard (%)", "Per-slice Jaccard (seeds averaged per slice)")
     )
@@ -440,6 +436,19 @@ def write_study_report(
     }
 
 
+def _by_cohort(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
+    """The runs grouped by scored cohort, in order of first appearance.
+
+    Returns:
+        ``(name, runs)`` pairs; the name is the cohort's file name, else its fingerprint's start.
+    """
+    out = []
+    for fingerprint in dict.fromkeys(r.cohort["fingerprint"] for r in runs):
+        group = [r for r in runs if r.cohort["fingerprint"] == fingerprint]
+        out.append((group[0].cohort["file"] or fingerprint[:12], group))
+    return out
+
+
 def _external_agreement(
     selection: Selection, proposed: str, n_boot: int, seed: int
 ) -> list[dict[str, Any]]:
@@ -450,11 +459,9 @@ def _external_agreement(
         file name, else the fingerprint's start); none for runs without a T2* table.
     """
     out: list[dict[str, Any]] = []
-    for fingerprint in dict.fromkeys(r.cohort["fingerprint"] for r in selection.external):
-        group = [r for r in selection.external if r.cohort["fingerprint"] == fingerprint]
+    for cohort, group in _by_cohort(selection.external):
         reference, per_method = subject_t2star(group, proposed)
         subjects = table2_subjects(reference, per_method)
-        cohort = group[0].cohort["file"] or fingerprint[:12]
         out += [
             {"cohort": cohort, **row}
             for row in table2_agreement(subjects, list(per_method), n_boot=n_boot, seed=seed)
