@@ -74,6 +74,7 @@ def _module(echo_fusion: str) -> SegmentationModule:
         metrics=overlap_metrics(),
         echo_fusion=echo_fusion,
         test_time_augmentation="none",
+        seg_uncertainty="none",
         keep_largest_component=True,
         init_from=None,
         init_patterns=["*"],
