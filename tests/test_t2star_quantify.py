@@ -24,6 +24,7 @@ from cmrseg.t2star import (
     RegionOptions,
     Status,
     T2StarConfig,
+    floor_truncation,
     grade_t2star,
     load_t2star_config,
     myocardial_iron_mg_per_g,
@@ -169,6 +170,40 @@ def test_short_t2star_is_refitted_above_the_walls_own_floor() -> None:
     assert "/first_" not in plain.method
     assert abs(truncated.t2star_ms / 3.5 - 1) < 0.5 * abs(plain.t2star_ms / 3.5 - 1)
     assert truncated.t2star_ms == pytest.approx(3.5, rel=0.1)
+
+
+@pytest.mark.parametrize(("second", "kept"), [(14.0, 1), (16.0, 2), (30.0, 3)])
+def test_floor_truncation_needs_a_clear_second_echo_for_a_two_echo_fit(second: float, kept: int):
+    # median curve 100, second, 12 or 14, then 10: the floor is the mean after TE1 + 1.5 x 3 ms;
+    # echoes above 1.25 x it are kept, but two of them only when the second clears 1.5 x
+    curve = np.array([100.0, second, 14.0 if kept == 3 else 12.0, 10, 10, 10, 10, 10])
+    keep = floor_truncation(np.tile(curve, (5, 1)), TE_MS, 3.0, load_t2star_config().region)
+    assert keep is not None and keep.sum() == kept and keep[:kept].all()
+
+
+@pytest.mark.parametrize("t2star_ms", [2.0, 3.0])
+def test_fast_decay_onto_a_high_plateau_is_not_read_as_the_plateau(t2star_ms: float) -> None:
+    # S0 100, a coherent floor of 20 on every echo (5x the noise floor of sigma 2, 4 coils): the
+    # all-echo pixel fits follow the plateau (a true 2 ms read 21.6 ms, status ok, before the
+    # two-echo trigger); the decay between the first two echoes still shows severe iron
+    rng = np.random.default_rng(0)
+    n_pixels, sigma = 100, 2.0
+    channels = rng.normal(0.0, sigma, (2, 4, 8, 1, n_pixels))
+    channels[0, 0] += 100.0 * np.exp(-TE_MS / t2star_ms)[:, None, None] + 20.0
+    images = np.sqrt((channels**2).sum(axis=(0, 1)))
+    config = load_t2star_config(overrides=["fit.n_coils=4"])
+    result = quantify_region(images, TE_MS, np.ones((1, n_pixels), bool), config, sigma=sigma)
+    assert result.grade == "severe"
+    if result.status is Status.OK:
+        assert "/first_" in result.method and result.t2star_ms < 3 * t2star_ms
+    else:
+        assert result.status is Status.BELOW_RANGE and result.bound_ms < 10.0
+        assert "echoes_above_floor=1" in result.qc_reasons
+    off = dataclasses.replace(
+        config, region=dataclasses.replace(config.region, floor_truncation_below_ms=0.0)
+    )
+    plateau = quantify_region(images, TE_MS, np.ones((1, n_pixels), bool), off, sigma=sigma)
+    assert plateau.status is Status.OK and plateau.t2star_ms > 10.0  # what the trigger prevents
 
 
 def test_pixel_fits_are_reused_across_masks_of_a_slice(monkeypatch: pytest.MonkeyPatch) -> None:

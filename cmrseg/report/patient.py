@@ -310,7 +310,9 @@ def _decay(
     te = np.asarray(te_ms, dtype=float)
     n_pixels = int(mask.sum())
     mean = images[:, mask].astype(float).mean(axis=1) if n_pixels else np.full(te.size, np.nan)
-    model = row["method"].rsplit("/", 1)[-1] if row["method"] else ""
+    # method is estimator/roi/model, with /first_N_echoes after a short-T2* region's refit
+    parts = row["method"].split("/")
+    model = parts[2] if len(parts) > 2 else ""
     sigma, n_coils = _float(row["noise_sigma"]), _float(row["n_coils"])
     floor = (
         float(noise_floor_mean(np.zeros(1), sigma, n_coils)[0])

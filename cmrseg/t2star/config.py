@@ -59,14 +59,18 @@ class RegionOptions:
         standard_rv_angle_deg: Direction of the insertion point assumed by
             ``standard_orientation``.
         septal_width_deg: Angular width of the full-thickness mid-septal ROI.
-        floor_truncation_below_ms: ``median_pixel`` regions whose censored median is below this
-            are refitted on their leading echoes above the wall's own late-echo floor
+        floor_truncation_below_ms: ``median_pixel`` regions whose first estimate (the censored
+            median, or the decay between the first two echoes when faster) is below this are
+            refitted on their leading echoes above the wall's own late-echo floor
             (:func:`~cmrseg.t2star.floor_truncation`); 0 never.
         floor_after_t2star: Echoes later than ``TE1 + floor_after_t2star x T2*`` measure that
             floor (the myocardial signal there is below exp(-floor_after_t2star) of the first
             echo); at least two are needed, else no refit.
         floor_factor: Leading echoes whose median signal over the region exceeds this multiple
             of the floor are kept (at least two).
+        floor_factor_two_echoes: When only two echoes are kept, the second must exceed this
+            multiple of the floor (else the region is ``below_range``): a two-echo fit has
+            nothing to test it against, and a second echo near the floor reads the floor as decay.
     """
 
     estimator: str
@@ -81,6 +85,7 @@ class RegionOptions:
     floor_truncation_below_ms: float
     floor_after_t2star: float
     floor_factor: float
+    floor_factor_two_echoes: float
 
     def __post_init__(self) -> None:
         choices = {
@@ -98,7 +103,12 @@ class RegionOptions:
             raise ValueError(
                 f"region.min_usable_share must be in [0, 1], got {self.min_usable_share}"
             )
-        for name in ("floor_truncation_below_ms", "floor_after_t2star", "floor_factor"):
+        for name in (
+            "floor_truncation_below_ms",
+            "floor_after_t2star",
+            "floor_factor",
+            "floor_factor_two_echoes",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"region.{name} must be finite and >= 0, got {value}")

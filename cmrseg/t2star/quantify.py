@@ -242,8 +242,10 @@ def floor_truncation(
     2008; extended to pixel maps by Kellman et al., JCMR 2015), the late echoes are dropped,
     but against the measured floor rather than the noise alone: the floor is the median over the
     region's pixels of their mean signal on the echoes after ``TE1 + floor_after_t2star x T2*``
-    (no myocardial signal left there), and the leading echoes whose median signal over the
-    region exceeds ``floor_factor`` times it are kept. When fewer than two are (the second echo
+    (by default 1.5: less than 22% of the first echo's myocardial signal is left there, so the
+    floor is if anything overestimated and fewer echoes kept: precision is lost, not accuracy),
+    and the leading echoes whose median signal over the region exceeds ``floor_factor`` times it
+    are kept. When fewer than two are (the second echo
     already in the floor), the region's T2* cannot be measured, only bounded:
     :func:`quantify_region` reports it ``below_range``.
 
@@ -261,7 +263,10 @@ def floor_truncation(
     if late.sum() < 2:
         return None
     floor = float(np.median(curves[:, late].mean(axis=1)))
-    keep = np.logical_and.accumulate(np.median(curves, axis=0) > options.floor_factor * floor)
+    median = np.median(curves, axis=0)
+    keep = np.logical_and.accumulate(median > options.floor_factor * floor)
+    if keep.sum() == 2 and not median[1] > options.floor_factor_two_echoes * floor:
+        keep[1] = False  # an exactly determined fit would take the floor for signal
     return None if keep.all() else keep
 
 
@@ -329,9 +334,15 @@ def _short_t2star_echoes(
     options: FitOptions,
     region: RegionOptions,
 ) -> tuple[np.ndarray, float] | None:
-    """:func:`floor_truncation` of a region whose first censored median is short, or ``None``.
+    """:func:`floor_truncation` of a region whose first estimate is short, or ``None``.
 
-    Returned with that median (ms; the lower fit bound when it is ``below_range``).
+    The first estimate is the censored median of the all-echo pixel fits (the lower fit bound
+    when it is ``below_range``) or, when shorter, the T2* of the decay between the first two
+    echoes of the region's median curve (:func:`_two_echo_t2star`). The second catches a fast
+    decay onto a plateau far above the noise floor (ghosts of bright blood, a coherent floor):
+    there the all-echo fits follow the plateau (a true 2 ms read 21.6 ms ``ok`` with a floor of
+    20% of S0) while the first two echoes still show the fast decay; a floor only slows that
+    decay, so it stays an upper bound. Returned with the first estimate in ms.
     """
     if region.floor_truncation_below_ms <= 0:
         return None
@@ -341,12 +352,26 @@ def _short_t2star_echoes(
     if n_usable < region.min_pixels or n_usable < region.min_usable_share * ok.size:
         return None  # no trustworthy first estimate: the region stays fit_failed
     status, value, _, _ = censored_median(fits.t2star_ms[ok], n_below, 0)
+    curves = images[:, mask].T.astype(float)
     if status is Status.BELOW_RANGE:
         value = options.bounds_ms(te_ms)[0]
-    elif status is not Status.OK or value >= region.floor_truncation_below_ms:
+    elif status is Status.OK:
+        value = min(value, _two_echo_t2star(curves, te_ms))
+    if status not in (Status.OK, Status.BELOW_RANGE) or value >= region.floor_truncation_below_ms:
         return None
-    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
+    keep = floor_truncation(curves, te_ms, value, region)
     return None if keep is None else (keep, value)
+
+
+def _two_echo_t2star(curves: np.ndarray, te_ms: np.ndarray) -> float:
+    """T2* (ms) of the decay from the first to the second echo of the median curve ``[P, E]``.
+
+    ``inf`` when the median does not decay between them.
+    """
+    first, second = np.median(curves[:, :2], axis=0)
+    if not (second > 0 and first > second):
+        return math.inf
+    return float((te_ms[1] - te_ms[0]) / math.log(first / second))
 
 
 def _bounded_by_first_fit(
@@ -358,10 +383,10 @@ def _bounded_by_first_fit(
 ) -> RegionResult:
     """A short-T2* region with fewer than two echoes above its floor: a bound, not a value.
 
-    Two echoes would fit the floor as signal. The bound is the region's first censored median
-    (all echoes; the lower fit bound when that was ``below_range``): the artifact floor of its
-    late echoes only raises that fit (on phantom seed 2, ``clinical``, it read above the truth
-    on all 15 slices of 2-5 ms).
+    Two echoes would fit the floor as signal. The bound is the region's first estimate (its
+    all-echo censored median, the lower fit bound when that was ``below_range``, or the
+    two-echo decay when faster): an artifact floor only raises either (on phantom seed 2,
+    ``clinical``, the all-echo estimate read above the truth on all 15 slices of 2-5 ms).
     """
     keep, first_ms = truncation
     reasons += [f"echoes_above_floor={int(keep.sum())}", f"below_{first_ms:.3g}ms"]
@@ -400,12 +425,13 @@ def quantify_region(
     ``below_range`` (with the bound in ``bound_ms``) when the middle rank is below the lower
     bound. A region-level fit of the mean signal is no remedy for short T2*: on the phantom it
     returned 10-50 ms for a true 2-4 ms (blood partial volume dominates the late echoes).
-    Instead, a region whose censored median (from a trustworthy first fit) is below
-    ``region.floor_truncation_below_ms`` is refitted on its echoes above the wall's own
-    late-echo floor (:func:`floor_truncation`; exactly determined two-echo fits allowed), and
-    ``method`` ends in ``/first_N_echoes``. When only the first echo is above that floor, two
-    echoes would fit the floor as signal (a true 2.1 ms read 3.6 ms, +69%): the region is
-    ``below_range`` with its first (all-echo) estimate as the bound (:func:`_bounded_by_first_fit`;
+    Instead, a region whose first estimate (from a trustworthy first fit; see
+    :func:`_short_t2star_echoes`) is below ``region.floor_truncation_below_ms`` is refitted on
+    its echoes above the wall's own late-echo floor (:func:`floor_truncation`), and ``method``
+    ends in ``/first_N_echoes``. When only the first echo is above that floor (or the second
+    only just: ``region.floor_factor_two_echoes``), two echoes would fit the floor as signal
+    (a true 2.1 ms read 3.6 ms, +69%): the region is ``below_range`` with its first estimate as
+    the bound (:func:`_bounded_by_first_fit`;
     reason ``echoes_above_floor=1``, or 0).
 
     Args:
