@@ -242,18 +242,18 @@ def floor_truncation(
     2008; extended to pixel maps by Kellman et al., JCMR 2015), the late echoes are dropped,
     but against the measured floor rather than the noise alone: the floor is the median over the
     region's pixels of their mean signal on the echoes after ``TE1 + floor_after_t2star x T2*``
-    (by default 1.5: less than 22% of the first echo's myocardial signal is left there, so the
-    floor is if anything overestimated and fewer echoes kept: precision is lost, not accuracy),
-    and the leading echoes whose median signal over the region exceeds ``floor_factor`` times it
-    are kept. When fewer than two are (the second echo
-    already in the floor), the region's T2* cannot be measured, only bounded:
-    :func:`quantify_region` reports it ``below_range``.
+    (by default 1.5: at most exp(-1.5), 22%, of the first echo's myocardial signal is left
+    there, so the floor is if anything overestimated and fewer echoes kept: precision is lost,
+    not accuracy), and the leading echoes whose median signal over the region exceeds
+    ``floor_factor`` times it are kept. When fewer than two are (the second echo already in the
+    floor, or within ``floor_factor_two_echoes`` times it), the region's T2* cannot be measured,
+    only bounded: :func:`quantify_region` reports it ``below_range``.
 
     Args:
         curves: Magnitude curves of the region's pixels ``[P, E]``.
         te_ms: Echo times [E] in ms.
         t2star_ms: The region's first estimate (its lower fit bound when ``below_range``).
-        options: ``floor_after_t2star`` and ``floor_factor``.
+        options: ``floor_after_t2star``, ``floor_factor`` and ``floor_factor_two_echoes``.
 
     Returns:
         Boolean ``[E]`` (a prefix, possibly of fewer than two echoes), or ``None`` when fewer
