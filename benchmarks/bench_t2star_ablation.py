@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import yaml
+from omegaconf import OmegaConf
 
 from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.synth import load_cohort, load_synth_config, synthesize_subject
@@ -35,18 +35,11 @@ BANDS_MS = ((2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 45.0))
 
 
 def nested(overrides: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "a.c=null"]`` as ``{"a": {"b": 1, "c": None}}`` (values read as YAML)."""
-    out: dict[str, Any] = {}
+    """``["a.b=1", "a.c=null"]`` as ``{"a": {"b": 1, "c": None}}``."""
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
+        if "=" not in item:
             raise SystemExit(f"--synth {item!r}: expected key.path=value")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
+    return OmegaConf.to_container(OmegaConf.from_dotlist(overrides))
 
 
 def _subject(

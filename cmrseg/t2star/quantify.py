@@ -352,23 +352,22 @@ def _short_t2star_echoes(
     if n_usable < region.min_pixels or n_usable < region.min_usable_share * ok.size:
         return None  # no trustworthy first estimate: the region stays fit_failed
     status, value, _, _ = censored_median(fits.t2star_ms[ok], n_below, 0)
-    curves = images[:, mask].T.astype(float)
     if status is Status.BELOW_RANGE:
         value = options.bounds_ms(te_ms)[0]
     elif status is Status.OK:
-        value = min(value, _two_echo_t2star(curves, te_ms))
+        value = min(value, _two_echo_t2star(images[:2, mask], te_ms))
     if status not in (Status.OK, Status.BELOW_RANGE) or value >= region.floor_truncation_below_ms:
         return None
-    keep = floor_truncation(curves, te_ms, value, region)
+    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
     return None if keep is None else (keep, value)
 
 
-def _two_echo_t2star(curves: np.ndarray, te_ms: np.ndarray) -> float:
-    """T2* (ms) of the decay from the first to the second echo of the median curve ``[P, E]``.
+def _two_echo_t2star(first_echoes: np.ndarray, te_ms: np.ndarray) -> float:
+    """T2* (ms) of the decay between the medians of the first two echoes ``[2, P]``.
 
     ``inf`` when the median does not decay between them.
     """
-    first, second = np.median(curves[:, :2], axis=0)
+    first, second = np.median(first_echoes.astype(float), axis=1)
     if not (second > 0 and first > second):
         return math.inf
     return float((te_ms[1] - te_ms[0]) / math.log(first / second))
