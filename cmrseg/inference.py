@@ -57,6 +57,7 @@ __all__ = [
     "predict_slices",
     "predict_stack",
     "slice_labels",
+    "slice_uncertainty",
 ]
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,21 @@ def slice_labels(outputs: Iterable[Mapping[str, torch.Tensor]]) -> dict[int, np.
     return out
 
 
+def slice_uncertainty(outputs: Iterable[Mapping[str, torch.Tensor]]) -> dict[int, float]:
+    """Segmentation uncertainty by slice index from step outputs that carry ``seg_uncertainty``.
+
+    Batches without it (``seg_uncertainty: none``) add nothing; a slice seen twice keeps its
+    first value, as in :func:`slice_labels`.
+    """
+    out: dict[int, float] = {}
+    for batch in outputs:
+        if "seg_uncertainty" in batch:
+            values = batch["seg_uncertainty"].float().cpu().tolist()
+            for i, value in zip(batch["slice_index"].tolist(), values, strict=True):
+                out.setdefault(int(i), value)
+    return out
+
+
 def predict_stack(
     module: LightningModule, datamodule: EchoStackDataModule, trainer: Trainer | None = None
 ) -> np.ndarray:
@@ -374,8 +390,6 @@ def predict_slices(
     if sorted(labels) != list(range(n_slices)):
         raise RuntimeError(f"prediction covers slices {sorted(labels)}, expected {n_slices}")
     uncertainty = np.full(n_slices, np.nan, np.float32)
-    for batch in outputs:
-        if "seg_uncertainty" in batch:
-            index = batch["slice_index"].cpu().numpy()
-            uncertainty[index] = batch["seg_uncertainty"].float().cpu().numpy()
+    for i, value in slice_uncertainty(outputs).items():
+        uncertainty[i] = value
     return np.stack([labels[i] for i in range(n_slices)]), uncertainty

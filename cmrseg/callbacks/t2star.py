@@ -25,7 +25,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from cmrseg.data.datamodule import EchoStackDataModule
 from cmrseg.data.echo_stack import EchoStackFile
-from cmrseg.inference import slice_labels
+from cmrseg.inference import slice_labels, slice_uncertainty
 from cmrseg.report import log_agreement_media, write_agreement_report
 from cmrseg.t2star import T2StarConfig, load_t2star_config
 from cmrseg.t2star.mask_agreement import (
@@ -133,12 +133,9 @@ class T2StarCallback(Callback):
             )
         labels = slice_labels([outputs])
         self._labels |= {i: v for i, v in labels.items() if i in self._wanted}
-        if "seg_uncertainty" in outputs:  # SegmentationModule(seg_uncertainty="rot90")
-            index = outputs["slice_index"].tolist()
-            values = outputs["seg_uncertainty"].float().cpu().tolist()
-            self._uncertainty |= {
-                int(i): v for i, v in zip(index, values, strict=True) if i in self._wanted
-            }
+        # SegmentationModule(seg_uncertainty="rot90") adds it to the outputs
+        uncertainty = slice_uncertainty([outputs])
+        self._uncertainty |= {i: v for i, v in uncertainty.items() if i in self._wanted}
 
     on_test_batch_end = on_validation_batch_end
 
