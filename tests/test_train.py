@@ -88,6 +88,22 @@ def _final_state(objects) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in objects["model"].state_dict().items()}
 
 
+def test_last_checkpoint_holds_the_last_epoch_whatever_validation_did(
+    make_cfg, tmp_path: Path
+) -> None:
+    """last.ckpt is the final epoch even when that epoch ran no validation (none saved a best)."""
+    cfg = make_cfg(["data/augmentation=paper"])
+    with open_dict(cfg):
+        cfg.test = False
+        cfg.trainer.max_epochs = 3
+        cfg.trainer.check_val_every_n_epoch = 2
+        cfg.paths.output_dir = str(tmp_path)
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert [p.name for p in checkpoints.glob("epoch_*.ckpt")] == ["epoch_0001.ckpt"]
+
+
 def test_resume_from_last_matches_uninterrupted(make_cfg, tmp_path: Path) -> None:
     overrides = ["data/augmentation=paper"]
     cfg = make_cfg(overrides)

@@ -35,6 +35,19 @@ __all__ = ["main", "train"]
 log = logging.getLogger(__name__)
 
 
+def _tested_checkpoint(trainer: Trainer) -> str:
+    """The checkpoint ``test`` scores: the best by a monitor, else the last epoch's ("": none).
+
+    A classical segmenter's calibration takes no optimizer step, so no monitor ever saves a best:
+    its last checkpoint (conf/callbacks/model_checkpoint.yaml, ``last_checkpoint``) is tested.
+    """
+    for monitored in (True, False):
+        for callback in trainer.checkpoint_callbacks:
+            if bool(callback.monitor) == monitored and callback.best_model_path:
+                return callback.best_model_path
+    return ""
+
+
 @task_wrapper("cmrseg-train", run_task="train")
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit a model, then test the best checkpoint.
@@ -85,16 +98,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metric_dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.test:
-        checkpoint = trainer.checkpoint_callback
-        best = checkpoint.best_model_path if checkpoint else ""
-        if checkpoint and not best and checkpoint.last_model_path:
-            # no optimizer step, so no best by the monitor: a classical segmenter's calibration
-            log.info("No best checkpoint by the monitor (no optimizer steps): testing the last")
-            best = checkpoint.last_model_path
+        best = _tested_checkpoint(trainer)
         if not best:
             log.warning("No best checkpoint (no checkpoint callback?): testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        log.info("Best checkpoint: %s", best)
+        log.info("Tested checkpoint: %s", best)
         if best:  # the tested weights, for evaluations on other data and the report's figures
             update_run_record(
                 cfg.paths.output_dir, checkpoint=os.path.relpath(best, cfg.paths.output_dir)
