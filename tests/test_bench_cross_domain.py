@@ -239,6 +239,36 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path: Path, capsys) -> None:
     assert len(second) < len(rows) and {r["status"] for r in second} == {"reused"}
 
 
+def test_cpu_scale_trains_the_randomized_model_on_400_subjects(tmp_path: Path) -> None:
+    """Pre-registration 2: the randomized training file and length; other families unchanged."""
+    commands: list[list[str]] = []
+
+    def runner(command: list[str]) -> int:
+        commands.append(command)
+        if command[0].endswith("cmrseg-synth"):
+            Path(command[1]).touch()
+        else:
+            run_dir = Path(next(c for c in command if c.startswith("hydra.run.dir="))[14:])
+            run_dir.mkdir(parents=True)
+            record = {"format": RUN_FORMAT, "version": RUN_VERSION, "status": "finished"}
+            (run_dir / "run.json").write_text(json.dumps(record))
+        return 0
+
+    bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
+    families = {f.name: f for f in bench.FAMILIES}
+    for name in ("randomized", "clinical"):
+        bench_run.cohort(families[name], "train")
+    bench_run.train("randomized", tmp_path / "data.h5")
+    bench_run.train("in_domain_clinical", tmp_path / "data.h5")
+    synth_randomized, synth_clinical, randomized, clinical = commands
+    assert synth_randomized[synth_randomized.index("--subjects") + 1] == "400"
+    assert synth_randomized[synth_randomized.index("--cohort") + 1] == "paper_x8"
+    assert synth_clinical[synth_clinical.index("--subjects") + 1] == "51"
+    assert "--cohort" not in synth_clinical
+    assert randomized[-2:] == ["trainer.max_epochs=8", "trainer.check_val_every_n_epoch=1"]
+    assert not any(c.startswith(("trainer.max_epochs", "trainer.check_val")) for c in clinical)
+
+
 def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     commands: list[list[str]] = []
 
