@@ -47,7 +47,6 @@ def clinical_slices(cohort):
     return synthesize_subject(cfg, cohort.plan(5, 1)[0])
 
 
-
 def test_paper_x8_is_the_paper_cohort_eight_times_with_new_healthy_volunteers(cohort) -> None:
     large = load_cohort("paper_x8")
     assert large.n_subjects == 400
@@ -56,6 +55,7 @@ def test_paper_x8_is_the_paper_cohort_eight_times_with_new_healthy_volunteers(co
     assert [p.myocardium_t2star_ms for p in plans if p.group == "thalassemia"] == patients * 8
     assert sum(p.group == "healthy" for p in plans) == 104
     assert len({p.subject_id for p in plans}) == 400
+
 
 def _fit_t2star_ms(te_ms: np.ndarray, signal: np.ndarray) -> np.ndarray:
     """Log-linear mono-exponential fit of ``signal [E, P]`` (exact for noise-free decays)."""
