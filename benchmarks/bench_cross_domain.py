@@ -8,7 +8,9 @@ benchmark", says the same and is the reference if the two ever differ):
   pre-registration 2 (2026-11-29, on validation data only, before the few-shot arms and the
   ``out_of_range``/``ellipsoid`` scores existed): at ``--scale cpu``/``full`` the randomized
   training file is 400 subjects (``--cohort paper_x8``) trained 8 epochs (1440 steps; 1536 for
-  the in-domain models' 64 epochs of 51), validated every epoch.
+  the in-domain models' 64 epochs of 51), validated every epoch. Pre-registration 3 (same day,
+  same validation file and kind of rule): 1000 subjects (``--cohort paper_x20``), 3 epochs
+  (1350 steps).
 - Held-out families: ``clinical`` (cmrseg's own look), ``hard``, ``out_of_range``
   (``benchmarks/presets/out_of_range.yaml``: 288 x 384 px of 0.8 mm, 16 echoes at 0.6-9.6 ms,
   3 T; matrix, spacing and echo train outside every range of the randomized preset) and
@@ -156,16 +158,16 @@ class Scale:
         return max(1, round(self.few_shot_samples / (SAMPLES_PER_SUBJECT * k)))
 
 
-RANDOMIZED_CPU = ("trainer.max_epochs=8", "trainer.check_val_every_n_epoch=1")
+RANDOMIZED_CPU = ("trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1")
 SCALES: dict[str, Scale] = {
     # proves the chain in minutes; its numbers mean nothing
     "smoke": Scale(6, 3, 1, (3,), None, ("trainer.check_val_every_n_epoch=1",)),
     # the measurement on the 2-core CPU: the recipe's 64 epochs of 51 subjects for the in-domain
-    # models; the randomized model sees 400 subjects for 8 epochs (1440 steps, 1536 in-domain),
-    # validated every epoch (pre-registration 2, benchmarks/README.md)
-    "cpu": Scale(51, 20, None, (3, 5, 10), 5904, (), ("paper_x8", 400), RANDOMIZED_CPU),
+    # models; the randomized model sees 1000 subjects for 3 epochs (1350 steps, 1536 in-domain),
+    # validated every epoch (pre-registration 3, benchmarks/README.md)
+    "cpu": Scale(51, 20, None, (3, 5, 10), 5904, (), ("paper_x20", 1000), RANDOMIZED_CPU),
     "full": Scale(
-        51, 20, None, (3, 5, 10), 5904, ("trainer=gpu",), ("paper_x8", 400), RANDOMIZED_CPU
+        51, 20, None, (3, 5, 10), 5904, ("trainer=gpu",), ("paper_x20", 1000), RANDOMIZED_CPU
     ),
 }
 

@@ -239,8 +239,8 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path: Path, capsys) -> None:
     assert len(second) < len(rows) and {r["status"] for r in second} == {"reused"}
 
 
-def test_cpu_scale_trains_the_randomized_model_on_400_subjects(tmp_path: Path) -> None:
-    """Pre-registration 2: the randomized training file and length; other families unchanged."""
+def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) -> None:
+    """Pre-registration 3: the randomized training file and length; other families unchanged."""
     commands: list[list[str]] = []
 
     def runner(command: list[str]) -> int:
@@ -261,11 +261,11 @@ def test_cpu_scale_trains_the_randomized_model_on_400_subjects(tmp_path: Path) -
     bench_run.train("randomized", tmp_path / "data.h5")
     bench_run.train("in_domain_clinical", tmp_path / "data.h5")
     synth_randomized, synth_clinical, randomized, clinical = commands
-    assert synth_randomized[synth_randomized.index("--subjects") + 1] == "400"
-    assert synth_randomized[synth_randomized.index("--cohort") + 1] == "paper_x8"
+    assert synth_randomized[synth_randomized.index("--subjects") + 1] == "1000"
+    assert synth_randomized[synth_randomized.index("--cohort") + 1] == "paper_x20"
     assert synth_clinical[synth_clinical.index("--subjects") + 1] == "51"
     assert "--cohort" not in synth_clinical
-    assert randomized[-2:] == ["trainer.max_epochs=8", "trainer.check_val_every_n_epoch=1"]
+    assert randomized[-2:] == ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1"]
     assert not any(c.startswith(("trainer.max_epochs", "trainer.check_val")) for c in clinical)
 
 

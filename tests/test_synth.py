@@ -47,14 +47,19 @@ def clinical_slices(cohort):
     return synthesize_subject(cfg, cohort.plan(5, 1)[0])
 
 
-def test_paper_x8_is_the_paper_cohort_eight_times_with_new_healthy_volunteers(cohort) -> None:
-    large = load_cohort("paper_x8")
-    assert large.n_subjects == 400
+@pytest.mark.parametrize(
+    ("name", "times", "healthy"), [("paper_x8", 8, 104), ("paper_x20", 20, 260)]
+)
+def test_large_cohorts_repeat_the_paper_patients_with_new_healthy_volunteers(
+    cohort, name: str, times: int, healthy: int
+) -> None:
+    large = load_cohort(name)
+    assert large.n_subjects == 37 * times + healthy
     patients = [p.myocardium_t2star_ms for p in cohort.plan(0, 51) if p.group == "thalassemia"]
-    plans = large.plan(0, 400)
-    assert [p.myocardium_t2star_ms for p in plans if p.group == "thalassemia"] == patients * 8
-    assert sum(p.group == "healthy" for p in plans) == 104
-    assert len({p.subject_id for p in plans}) == 400
+    plans = large.plan(0, large.n_subjects)
+    assert [p.myocardium_t2star_ms for p in plans if p.group == "thalassemia"] == patients * times
+    assert sum(p.group == "healthy" for p in plans) == healthy
+    assert len({p.subject_id for p in plans}) == large.n_subjects
 
 
 def _fit_t2star_ms(te_ms: np.ndarray, signal: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 The phantom's physics and anatomy come from ``conf/synth/defaults.yaml`` merged with a preset
 (``--preset``: ``clean``, ``clinical``, ``hard``, ``ideal``, ``randomized`` or a YAML path);
-the subjects and their true myocardial T2* from a cohort (``--cohort``: ``paper``, ``paper_x8``
-or a YAML path). ``--field-strength 3.0`` synthesizes at 3 T.
+the subjects and their true myocardial T2* from a cohort (``--cohort``: ``paper``, ``paper_x8``,
+``paper_x20`` or a YAML path). ``--field-strength 3.0`` synthesizes at 3 T.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cohort",
         default=None,
         help=f"{_DEFAULT_COHORT} (default; 51 subjects), paper_x8 (400: the paper's patients eight "
-        "times, for larger training sets) or a YAML path",
+        "times), paper_x20 (1000: twenty times) or a YAML path",
     )
     parser.add_argument(
         "--snr",
