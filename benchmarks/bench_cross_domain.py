@@ -588,8 +588,6 @@ class Benchmark:
         """
         run_dir = self.out / "train" / name
         epochs = () if self.scale.epochs is None else (f"trainer.max_epochs={self.scale.epochs}",)
-        if name == TRAIN_FAMILY:
-            epochs = (*epochs, *self.scale.randomized_overrides)
         last = run_dir / "checkpoints" / "last.ckpt"
         resume = ("ckpt_path=last",) if last.exists() and not run_finished(run_dir) else ()
         command = [
@@ -609,6 +607,11 @@ class Benchmark:
         ]
         self.steps.run(f"train {name}", "train", command, lambda: run_finished(run_dir))
         return last
+
+    def randomized_model(self, family: Family) -> Path:
+        """Synthesize and train (or reuse) the randomized model at this scale's length."""
+        data = self.cohort(family, "train")
+        return self.train(TRAIN_FAMILY, data, self.scale.randomized_overrides)
 
     def evaluate(self, name: str, ckpt: Path, data: Path) -> Run:
         """Score ``ckpt`` on every slice of ``data`` (or reuse the scores)."""
@@ -636,7 +639,7 @@ class Benchmark:
             if missing:
                 skipped[family.name] = f"skipped: cmrseg-synth has no {', '.join(missing)}"
                 print(f"[skip] family {family.name}: {skipped[family.name]}", flush=True)
-        randomized = self.train(TRAIN_FAMILY, self.cohort(families[TRAIN_FAMILY], "train"))
+        randomized = self.randomized_model(families[TRAIN_FAMILY])
         cross: list[dict[str, Any]] = []
         in_domain_ckpt: dict[str, Path] = {}
         for family in FAMILIES:

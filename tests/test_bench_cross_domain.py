@@ -256,11 +256,9 @@ def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) 
 
     bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
     families = {f.name: f for f in bench.FAMILIES}
-    for name in ("randomized", "clinical"):
-        bench_run.cohort(families[name], "train")
-    bench_run.train("randomized", tmp_path / "data.h5")
-    bench_run.train("in_domain_clinical", tmp_path / "data.h5")
-    synth_randomized, synth_clinical, randomized, clinical = commands
+    bench_run.randomized_model(families["randomized"])
+    bench_run.train("in_domain_clinical", bench_run.cohort(families["clinical"], "train"))
+    synth_randomized, randomized, synth_clinical, clinical = commands
     assert synth_randomized[synth_randomized.index("--subjects") + 1] == "1000"
     assert synth_randomized[synth_randomized.index("--cohort") + 1] == "paper_x20"
     assert synth_clinical[synth_clinical.index("--subjects") + 1] == "51"

@@ -162,6 +162,7 @@ def test_phantom_config_is_checked_by_key(tmp_path, preset, overrides, message):
             "myocardium_t2star_ms: [20.0, oops]",
             r"groups\[0\]: myocardium_t2star_ms\[1\]: Value 'oops'",
         ),
+        ("myocardium_t2star_ms: [20.0]\n    repeat: 0", r"groups\[0\]\.repeat: need >= 1, got 0"),
     ],
 )
 def test_cohort_groups_are_checked_by_key(tmp_path, group, message):

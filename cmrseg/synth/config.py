@@ -598,11 +598,12 @@ def load_synth_config(
 
 @dataclass
 class _FixedGroup:
-    """A cohort group with one listed myocardial T2* per subject."""
+    """A cohort group with one listed myocardial T2* per subject, the list ``repeat`` times."""
 
     name: str
     myocardium_t2star_ms: list[float]
     liver: LiverModel
+    repeat: int = 1
 
 
 @dataclass
@@ -627,7 +628,8 @@ def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
     """Load a cohort YAML by shipped name (``paper``) or path.
 
     Each group has ``name``, ``liver`` (see :class:`LiverModel`) and either a list
-    ``myocardium_t2star_ms`` of fixed values, or ``n_subjects`` plus a mapping
+    ``myocardium_t2star_ms`` of fixed values (one subject each; optional ``repeat: N`` takes
+    the list N times over, a new heart each time), or ``n_subjects`` plus a mapping
     ``myocardium_t2star_ms: {mean, sd, min, max}`` drawn per subject.
 
     Raises:
@@ -645,6 +647,9 @@ def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
             values = tuple(fixed.myocardium_t2star_ms)
             if not values or min(values) <= 0:
                 raise SynthConfigError(f"{where}.myocardium_t2star_ms: need positive values")
+            if fixed.repeat < 1:
+                raise SynthConfigError(f"{where}.repeat: need >= 1, got {fixed.repeat}")
+            values *= fixed.repeat
             groups.append(CohortGroup(fixed.name, values, None, len(values), fixed.liver))
         else:
             drawn = load_structured(_DrawnGroup, [raw], name=where, error=SynthConfigError)
