@@ -446,6 +446,10 @@ def randomized(cohort):
             r"randomize\.organ_probability: must list exactly",
         ),
         ({"randomize": {"flip_probability": 1.5}}, r"randomize\.flip_probability: probability"),
+        (
+            {"randomize": {"black_blood_probability": -0.1}},
+            r"randomize\.black_blood_probability: probability",
+        ),
     ],
 )
 def test_randomized_config_is_checked_by_key(overrides, message):
@@ -495,6 +499,11 @@ def test_randomized_draws_cover_the_ranges(cohort):
     # tissue contrast beyond the base table, both ways
     muscle = np.array([s.tissues["skeletal_muscle"].s0 for s in subjects]) / 90.0
     assert muscle.min() < 0.4 and muscle.max() > 2.5
+    # black blood on about black_blood_probability of the subjects, within its S0 range
+    blood = np.array([s.tissues["lv_blood"].s0 / s.tissues["myocardium"].s0 for s in subjects])
+    dark = blood <= r.black_blood_s0_fraction.high
+    assert 0.08 < dark.mean() < 0.35
+    assert blood[dark].min() >= r.black_blood_s0_fraction.low
     # the myocardial T2* stays the cohort's truth
     assert [d[1].myocardium_t2star_ms for d in draws[:51]] == [
         p.myocardium_t2star_ms for p in cohort.plan(0)
@@ -556,6 +565,42 @@ def test_randomized_flips_move_labels_truth_and_point_together(cohort):
         np.testing.assert_array_equal(b.labels, a.labels[::-1, ::-1])
         np.testing.assert_array_equal(b.t2star_ms, a.t2star_ms[::-1, ::-1])
         np.testing.assert_allclose(b.rv_insertion, [h - 1, w - 1] - a.rv_insertion, atol=1e-4)
+
+
+def test_black_blood_darkens_the_blood_pools_and_draws_nothing_else(cohort):
+    """A black-blood subject is the same subject with dark blood: other draws are untouched."""
+    from cmrseg.synth.randomize import randomize_subject
+
+    def fixed(value: float) -> dict:
+        return {"low": value, "high": value, "log": False}
+
+    # a clean acquisition, so that the first echo shows the S0 contrast
+    clean = {"snr": fixed(150.0), "phase_resolution": fixed(1.0), "ghosting_mm": fixed(0.0)}
+    dark_cfg = load_synth_config(
+        "randomized",
+        {
+            "randomize": clean
+            | {"black_blood_probability": 1.0, "black_blood_s0_fraction": fixed(0.1)}
+        },
+    )
+    bright_cfg = load_synth_config(
+        "randomized", {"randomize": clean | {"black_blood_probability": 0.0}}
+    )
+    dark, _, dark_variation = randomize_subject(dark_cfg, cohort.plan(4, 1)[0])
+    bright, _, bright_variation = randomize_subject(bright_cfg, cohort.plan(4, 1)[0])
+    for name, tissue in dark.tissues.items():
+        if name in ("lv_blood", "rv_blood", "aorta_blood"):
+            assert tissue.s0 == pytest.approx(0.1 * dark.tissues["myocardium"].s0)
+            assert tissue.t2star_ms == bright.tissues[name].t2star_ms
+        else:
+            assert tissue == bright.tissues[name], name
+    assert dark.acquisition == bright.acquisition and dark.anatomy == bright.anatomy
+    assert dark_variation.rotation_rad == bright_variation.rotation_rad
+    for image in synthesize_subject(dark_cfg, cohort.plan(4, 1)[0]):
+        first = image.images[0]
+        blood = ndimage.binary_erosion(image.labels == 1, iterations=2)  # no partial volume
+        wall = ndimage.binary_erosion(image.labels == 2)
+        assert np.median(first[blood]) < 0.25 * np.median(first[wall])  # 0.13-0.16 measured
 
 
 def test_cli_writes_a_randomized_file(tmp_path):

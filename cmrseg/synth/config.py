@@ -301,6 +301,8 @@ class RandomizeConfig:
     lung_s0: Range
     lung_t2star_ms: Range
     organ_probability: dict[str, float]
+    black_blood_probability: float
+    black_blood_s0_fraction: Range
 
 
 @dataclass
@@ -548,7 +550,8 @@ def _validate_randomize(r: RandomizeConfig, need: Any) -> None:
         if isinstance(value, Range):
             need(value.low <= value.high, f"randomize.{f.name}", "need low <= high")
             need(not value.log or value.low > 0, f"randomize.{f.name}", "log needs low > 0")
-    for key in ("field_of_view_mm", "te_first_ms", "echo_spacing_ms", "coil_length_mm", "snr"):
+    keys = ("field_of_view_mm", "te_first_ms", "echo_spacing_ms", "coil_length_mm", "snr")
+    for key in (*keys, "black_blood_s0_fraction"):
         need(getattr(r, key).low > 0, f"randomize.{key}", "must be > 0")
     need(
         r.phase_resolution.low > 0 and r.phase_resolution.high <= 1,
@@ -558,6 +561,7 @@ def _validate_randomize(r: RandomizeConfig, need: Any) -> None:
     probabilities = {
         "flip_probability": r.flip_probability,
         "lung_signal_probability": r.lung_signal_probability,
+        "black_blood_probability": r.black_blood_probability,
         **{f"organ_probability.{k}": v for k, v in r.organ_probability.items()},
     }
     for key, value in probabilities.items():

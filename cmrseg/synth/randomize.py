@@ -25,6 +25,7 @@ from cmrseg.synth.config import (
     EchoConfig,
     Normal,
     NormalVector,
+    RandomizeConfig,
     SubjectPlan,
     SynthConfig,
     TissueProperties,
@@ -34,6 +35,7 @@ __all__ = ["IDENTITY", "SubjectVariation", "randomize_file", "randomize_subject"
 
 _FILE_STREAM = 0x5EED_F11E  # second entropy word of the per-file stream (subjects use spawn keys)
 _PER_SUBJECT_T2STAR = ("myocardium", "liver")  # T2* from the cohort, not the tissue table
+BLOOD_TISSUES = ("lv_blood", "rv_blood", "aorta_blood")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,22 @@ def _fixed(value: float) -> Normal:
     return Normal(mean=value, sd=0.0, min=value, max=value)
 
 
+def _black_blood(
+    tissues: dict[str, TissueProperties], r: RandomizeConfig, rng: np.random.Generator
+) -> dict[str, TissueProperties]:
+    """Blood pools and aorta at a fraction of the myocardial S0, with ``black_blood_probability``.
+
+    Draws from a stream spawned from ``rng`` (its state is left as it was), so the subject's
+    other draws do not depend on this option.
+    """
+    (own,) = rng.spawn(1)
+    if not own.uniform() < r.black_blood_probability:
+        return tissues
+    s0 = tissues["myocardium"].s0 * r.black_blood_s0_fraction.draw(own)
+    blood = {n: dataclasses.replace(tissues[n], s0=s0) for n in BLOOD_TISSUES}
+    return tissues | blood
+
+
 def randomize_subject(
     cfg: SynthConfig, plan: SubjectPlan
 ) -> tuple[SynthConfig, SubjectPlan, SubjectVariation]:
@@ -143,6 +161,7 @@ def randomize_subject(
             plan = dataclasses.replace(plan, liver_t2star_ms=plan.liver_t2star_ms * t2_scale)
     if rng.uniform() < r.lung_signal_probability:
         tissues["lung"] = TissueProperties(r.lung_s0.draw(rng), r.lung_t2star_ms.draw(rng), 0.0)
+    tissues = _black_blood(tissues, r, rng)
     anat = cfg.anatomy
     lv = r.lv_scale.draw(rng)
     wall = r.wall_thickness_mm.draw(rng)
