@@ -193,6 +193,20 @@ def test_noise_sigma_is_estimated_from_background() -> None:
     assert err.value.reason == "zero_filled_background"
 
 
+def test_coil_count_holds_with_a_few_bright_pixels_in_the_air() -> None:
+    """Ghost or tissue pixels in 2% of the air: the quartiles barely move, the moments would."""
+    rng = np.random.default_rng(11)
+    sigma = 2.0
+    noise = rng.normal(size=(8, 64, 64, N_COILS, 2)) * sigma
+    images = np.sqrt((noise**2).sum(axis=(-1, -2)))
+    bright = rng.uniform(size=(64, 64)) < 0.02
+    images[:, bright] += 40.0 * sigma
+    background = np.ones((64, 64), dtype=bool)
+    estimate = estimate_noise(images, background=background)
+    assert estimate.n_coils == pytest.approx(N_COILS, abs=0.5)  # the moments: 1.0 (clipped)
+    assert estimate.sigma == pytest.approx(sigma, rel=0.05)
+
+
 def test_noise_keeps_to_lines_free_of_phase_direction_artifacts() -> None:
     """Ghosts along the phase axis (rows) raise the air of the object's columns only."""
     rng = np.random.default_rng(3)
