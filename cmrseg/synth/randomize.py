@@ -35,7 +35,7 @@ __all__ = ["IDENTITY", "SubjectVariation", "randomize_file", "randomize_subject"
 
 _FILE_STREAM = 0x5EED_F11E  # second entropy word of the per-file stream (subjects use spawn keys)
 _PER_SUBJECT_T2STAR = ("myocardium", "liver")  # T2* from the cohort, not the tissue table
-BLOOD_TISSUES = ("lv_blood", "rv_blood", "aorta_blood")
+_BLOOD_TISSUES = ("lv_blood", "rv_blood", "aorta_blood")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _black_blood(
     if not own.uniform() < r.black_blood_probability:
         return tissues
     s0 = tissues["myocardium"].s0 * r.black_blood_s0_fraction.draw(own)
-    blood = {n: dataclasses.replace(tissues[n], s0=s0) for n in BLOOD_TISSUES}
+    blood = {n: dataclasses.replace(tissues[n], s0=s0) for n in _BLOOD_TISSUES}
     return tissues | blood
 
 
