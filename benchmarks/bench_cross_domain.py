@@ -10,7 +10,9 @@ benchmark", says the same and is the reference if the two ever differ):
   training file is 400 subjects (``--cohort paper_x8``) trained 8 epochs (1440 steps; 1536 for
   the in-domain models' 64 epochs of 51), validated every epoch. Pre-registration 3 (same day,
   same validation file and kind of rule): 1000 subjects (``--cohort paper_x20``), 3 epochs
-  (1350 steps).
+  (1350 steps). Pre-registration 4 (same day, after the ``ellipsoid`` test scores had shown
+  black-blood failures; adopted on two validation files): the randomized preset makes 20% of
+  its subjects black-blood, so the randomized files (training and test) of a new run have them.
 - Held-out families: ``clinical`` (cmrseg's own look), ``hard``, ``out_of_range``
   (``benchmarks/presets/out_of_range.yaml``: 288 x 384 px of 0.8 mm, 16 echoes at 0.6-9.6 ms,
   3 T; matrix, spacing and echo train outside every range of the randomized preset) and
