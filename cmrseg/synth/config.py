@@ -550,8 +550,14 @@ def _validate_randomize(r: RandomizeConfig, need: Any) -> None:
         if isinstance(value, Range):
             need(value.low <= value.high, f"randomize.{f.name}", "need low <= high")
             need(not value.log or value.low > 0, f"randomize.{f.name}", "log needs low > 0")
-    keys = ("field_of_view_mm", "te_first_ms", "echo_spacing_ms", "coil_length_mm", "snr")
-    for key in (*keys, "black_blood_s0_fraction"):
+    for key in (
+        "field_of_view_mm",
+        "te_first_ms",
+        "echo_spacing_ms",
+        "coil_length_mm",
+        "snr",
+        "black_blood_s0_fraction",
+    ):
         need(getattr(r, key).low > 0, f"randomize.{key}", "must be > 0")
     need(
         r.phase_resolution.low > 0 and r.phase_resolution.high <= 1,

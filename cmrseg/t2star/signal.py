@@ -217,8 +217,9 @@ def _effective_coils(samples: np.ndarray) -> float:
     ``M**2 / sigma**2 ~ chi2(2N)``, so the ratio of two quantiles of ``M**2`` depends on ``N``
     alone (0.21 for 1 coil, 0.50 for 4, -> 1); it is solved for a fractional count in
     ``[1, 64]`` (clipped there). Quantiles, not the moments ``mean(M)**2 / mean(M**2)``: on
-    phantom seed 3 the moments read 1.65-1.88 coils on single slices (4 true; sigma then up to
-    1.81x), the quartiles 3.24-4.18 (sigma up to 1.23x; ``benchmarks/README.md``).
+    phantom seed 3 the lowest slices read 1.88 (``clinical``) and 1.65 (``hard``) coils from the
+    moments (4 true; sigma then up to 1.81x), 3.24-4.18 from the quartiles (sigma up to 1.23x;
+    ``benchmarks/README.md``).
     """
     squares = samples**2
     low, high = np.quantile(squares, _COIL_QUANTILES)
