@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -172,6 +173,40 @@ def test_cohort_groups_are_checked_by_key(tmp_path, group, message):
         "min_ms: 1.0, max_ms: 35.0}"
     )
     path.write_text(f"name: x\ngroups:\n  - name: g\n    {group}\n    liver: {liver}\n")
+    with pytest.raises(SynthConfigError, match=message):
+        load_cohort(path)
+
+
+def test_a_cohort_file_can_start_from_another(tmp_path, cohort):
+    path = tmp_path / "derived.yaml"
+    path.write_text(
+        "name: derived\nbase: paper\ngroups:\n"
+        "  - name: healthy\n    n_subjects: 3\n    myocardium_t2star_ms: {sd: 0.5}\n"
+        "  - name: extra\n    myocardium_t2star_ms: [9.0]\n"
+        "    liver: {median_t2star_ms: 6.0, heart_reference_ms: 37.0, heart_exponent: 0.5, "
+        "log_sd: 0.6, min_ms: 1.0, max_ms: 35.0}\n"
+    )
+    derived = load_cohort(path)
+    assert derived.name == "derived"
+    assert [g.name for g in derived.groups] == ["thalassemia", "healthy", "extra"]
+    assert derived.groups[0] == cohort.groups[0]
+    healthy = derived.groups[1]
+    assert healthy.n_subjects == 3 and healthy.liver == cohort.groups[1].liver
+    assert healthy.distribution == dataclasses.replace(cohort.groups[1].distribution, sd=0.5)
+    assert derived.groups[2].myocardium_t2star_ms == (9.0,)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: no_such_cohort\ngroups: []", r"unknown cohort 'no_such_cohort'"),
+        ("base: {self}\ngroups: []", r"base cohorts form a cycle"),
+        ("base: paper\ngroups:\n  - name: healthy\n    repeat: 2", r"unknown key 'repeat'"),
+    ],
+)
+def test_bad_base_cohorts_are_refused(tmp_path, text, message):
+    path = tmp_path / "derived.yaml"
+    path.write_text("name: derived\n" + text.format(self=path))
     with pytest.raises(SynthConfigError, match=message):
         load_cohort(path)
 

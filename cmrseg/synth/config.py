@@ -628,10 +628,34 @@ class _DrawnGroup:
 
 @dataclass
 class _CohortFile:
-    """A cohort YAML: its name and groups (each a :class:`_FixedGroup` or :class:`_DrawnGroup`)."""
+    """A cohort YAML: name, groups (:class:`_FixedGroup` or :class:`_DrawnGroup`), base cohort."""
 
     name: str
     groups: list[Any]
+    base: str | None = None
+
+
+_Layers = list[dict[str, Any]]
+
+
+def _cohort_groups(path: Path, seen: tuple[Path, ...] = ()) -> tuple[str, list[_Layers]]:
+    """Name and groups of a cohort file, each group as its layers (base cohort's first)."""
+    if path.resolve() in seen:
+        raise SynthConfigError(f"{path}: base cohorts form a cycle")
+    data = load_structured(_CohortFile, [path], error=SynthConfigError)
+    for i, raw in enumerate(data.groups):
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise SynthConfigError(f"{path}: groups[{i}]: expected a mapping with a name")
+    if data.base is None:
+        return data.name, [[raw] for raw in data.groups]
+    _, groups = _cohort_groups(_resolve("cohort", data.base), (*seen, path.resolve()))
+    by_name = {layers[0]["name"]: layers for layers in groups}
+    for raw in data.groups:
+        if raw["name"] in by_name:
+            by_name[raw["name"]].append(raw)
+        else:
+            groups.append([raw])
+    return data.name, groups
 
 
 def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
@@ -640,20 +664,22 @@ def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
     Each group has ``name``, ``liver`` (see :class:`LiverModel`) and either a list
     ``myocardium_t2star_ms`` of fixed values (one subject each; optional ``repeat: N`` takes
     the list N times over, a new heart each time), or ``n_subjects`` plus a mapping
-    ``myocardium_t2star_ms: {mean, sd, min, max}`` drawn per subject.
+    ``myocardium_t2star_ms: {mean, sd, min, max}`` drawn per subject. With ``base: OTHER`` (a
+    shipped name or a path) the file starts from that cohort's groups: a group of the same name
+    takes the keys given here over the base group's (e.g. only ``repeat: 8``), a new name is added
+    after them.
 
     Raises:
         SynthConfigError: The file is missing or invalid.
     """
     path = _resolve("cohort", cohort)
-    data = load_structured(_CohortFile, [path], error=SynthConfigError)
+    name, raw_groups = _cohort_groups(path)
     groups: list[CohortGroup] = []
-    for i, raw in enumerate(data.groups):
+    for i, layers in enumerate(raw_groups):
         where = f"{path}: groups[{i}]"
-        if not isinstance(raw, dict):
-            raise SynthConfigError(f"{where}: expected a mapping")
-        if isinstance(raw.get("myocardium_t2star_ms"), list):
-            fixed = load_structured(_FixedGroup, [raw], name=where, error=SynthConfigError)
+        t2star = [raw["myocardium_t2star_ms"] for raw in layers if "myocardium_t2star_ms" in raw]
+        if t2star and isinstance(t2star[-1], list):
+            fixed = load_structured(_FixedGroup, layers, name=where, error=SynthConfigError)
             values = tuple(fixed.myocardium_t2star_ms)
             if not values or min(values) <= 0:
                 raise SynthConfigError(f"{where}.myocardium_t2star_ms: need positive values")
@@ -662,11 +688,11 @@ def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
             values *= fixed.repeat
             groups.append(CohortGroup(fixed.name, values, None, len(values), fixed.liver))
         else:
-            drawn = load_structured(_DrawnGroup, [raw], name=where, error=SynthConfigError)
+            drawn = load_structured(_DrawnGroup, layers, name=where, error=SynthConfigError)
             dist = drawn.myocardium_t2star_ms
             if drawn.n_subjects < 1 or dist.min <= 0 or dist.min > dist.max:
                 raise SynthConfigError(f"{where}: need n_subjects >= 1 and 0 < min <= max")
             groups.append(CohortGroup(drawn.name, None, dist, drawn.n_subjects, drawn.liver))
     if not groups:
         raise SynthConfigError(f"{path}: no groups")
-    return Cohort(data.name, tuple(groups))
+    return Cohort(name, tuple(groups))
