@@ -194,6 +194,12 @@ def test_a_cohort_file_can_start_from_another(tmp_path, cohort):
     assert healthy.n_subjects == 3 and healthy.liver == cohort.groups[1].liver
     assert healthy.distribution == dataclasses.replace(cohort.groups[1].distribution, sd=0.5)
     assert derived.groups[2].myocardium_t2star_ms == (9.0,)
+    # a base given as a path is found beside the file that names it, wherever the caller is
+    elsewhere = tmp_path / "cohorts"
+    elsewhere.mkdir()
+    (elsewhere / "more.yaml").write_text("name: more\nbase: derived.yaml\ngroups: []\n")
+    path.rename(elsewhere / "derived.yaml")
+    assert load_cohort(elsewhere / "more.yaml").groups == derived.groups
 
 
 @pytest.mark.parametrize(

@@ -443,10 +443,11 @@ def available(kind: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "synth" / kind).glob("*.yaml"))
 
 
-def _resolve(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
+def _resolve(kind: str, name_or_path: str | os.PathLike[str], folder: Path | None = None) -> Path:
+    """A shipped config by name, or a file path (relative to ``folder`` when given)."""
     text = os.fspath(name_or_path)
     if text.endswith((".yaml", ".yml")) or os.sep in text:
-        path = Path(text)
+        path = Path(text) if folder is None else folder / text
         if not path.is_file():
             raise SynthConfigError(f"{path}: {kind} file not found")
         return path
@@ -648,7 +649,8 @@ def _cohort_groups(path: Path, seen: tuple[Path, ...] = ()) -> tuple[str, list[_
             raise SynthConfigError(f"{path}: groups[{i}]: expected a mapping with a name")
     if data.base is None:
         return data.name, [[raw] for raw in data.groups]
-    _, groups = _cohort_groups(_resolve("cohort", data.base), (*seen, path.resolve()))
+    base = _resolve("cohort", data.base, path.parent)
+    _, groups = _cohort_groups(base, (*seen, path.resolve()))
     by_name = {layers[0]["name"]: layers for layers in groups}
     for raw in data.groups:
         if raw["name"] in by_name:
@@ -665,9 +667,9 @@ def load_cohort(cohort: str | os.PathLike[str]) -> Cohort:
     ``myocardium_t2star_ms`` of fixed values (one subject each; optional ``repeat: N`` takes
     the list N times over, a new heart each time), or ``n_subjects`` plus a mapping
     ``myocardium_t2star_ms: {mean, sd, min, max}`` drawn per subject. With ``base: OTHER`` (a
-    shipped name or a path) the file starts from that cohort's groups: a group of the same name
-    takes the keys given here over the base group's (e.g. only ``repeat: 8``), a new name is added
-    after them.
+    shipped name, or a path relative to this file) the file starts from that cohort's groups: a
+    group of the same name takes the keys given here over the base group's (e.g. only
+    ``repeat: 8``), a new name is added after them.
 
     Raises:
         SynthConfigError: The file is missing or invalid.
