@@ -76,6 +76,7 @@ def _module(echo_fusion: str) -> SegmentationModule:
         test_time_augmentation="none",
         seg_uncertainty="none",
         keep_largest_component=True,
+        myocardium_decision="argmax",
         init_from=None,
         init_patterns=["*"],
         freeze_patterns=[],

@@ -73,11 +73,17 @@ _ADDED_MODULE_ARGS = {
     "cmrseg.modules.SegmentationModule": {
         "test_time_augmentation": "none",
         "seg_uncertainty": "none",
+        "myocardium_decision": "argmax",
     }
 }
 _ADDED_DATA_ARGS = {"sharing_strategy": None, "te_ms": None, "test_subjects": "split"}
 # module arguments that cmrseg-eval and cmrseg-predict may change (conf/eval.yaml, predict.yaml)
-INFERENCE_SETTINGS = ("echo_fusion", "test_time_augmentation", "seg_uncertainty")
+INFERENCE_SETTINGS = (
+    "echo_fusion",
+    "test_time_augmentation",
+    "seg_uncertainty",
+    "myocardium_decision",
+)
 
 
 def inference_overrides(cfg: DictConfig) -> dict[str, Any]:

@@ -165,6 +165,33 @@ def test_seg_uncertainty_is_the_rotations_disagreement_and_keeps_the_labels(
     assert ((out["seg_uncertainty"] >= 0) & (out["seg_uncertainty"] <= 1)).all()
 
 
+def test_a_myocardium_threshold_keeps_only_the_confident_wall(
+    make_cfg, tiny_run: Path, tmp_path: Path
+) -> None:
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    whole = {"keep_largest_component": False}
+    plain, _ = load_module_from_checkpoint(ckpt, whole)
+    assert plain.hparams.myocardium_decision == "argmax"
+    images = torch.rand(3, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        probs = plain.segment_probabilities(images)
+        wall_probability = probs[:, list(plain.myocardium_classes)].sum(1)
+        threshold = round(float(wall_probability.quantile(0.9)), 3)  # some pixels, not all
+        strict, _ = load_module_from_checkpoint(ckpt, {**whole, "myocardium_decision": threshold})
+        labels = strict.predict_labels(images)
+        argmax = plain.predict_labels(images)
+    confident = wall_probability >= threshold
+    assert 0 < int(confident.sum()) < confident.numel()
+    assert torch.equal(labels == 2, confident)
+    assert int((labels == 2).sum()) != int((argmax == 2).sum())
+    # the setting reaches cmrseg-eval's record
+    evaluate(_eval_cfg(make_cfg, ckpt, tmp_path, f"myocardium_decision={threshold}"))
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["myocardium_decision"] == threshold
+    with pytest.raises(InputError, match="myocardium_decision must be 'argmax' or a probability"):
+        load_module_from_checkpoint(ckpt, {"myocardium_decision": 1.5})
+
+
 def test_predict_without_seg_uncertainty_writes_none(
     make_cfg, tiny_run: Path, tmp_path: Path
 ) -> None:
@@ -205,12 +232,14 @@ def test_checkpoint_from_before_added_arguments_loads(tiny_run: Path, tmp_path: 
     def drop(stored: dict) -> None:
         del stored["model"]["test_time_augmentation"]
         del stored["model"]["seg_uncertainty"]
+        del stored["model"]["myocardium_decision"]
         del stored["data"]["sharing_strategy"]
 
     old = _edited_checkpoint(tiny_run, tmp_path / "old.ckpt", drop)
     model, data_cfg = load_module_from_checkpoint(old, {"echo_fusion": None})
     assert model.hparams.test_time_augmentation == "none"
     assert model.hparams.seg_uncertainty == "none"
+    assert model.hparams.myocardium_decision == "argmax"
     assert data_cfg.sharing_strategy is None  # the datamodule has no defaults of its own
 
 

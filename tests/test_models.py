@@ -193,6 +193,41 @@ def test_open_ring_has_no_blood_pool():
     assert (labels == 2).sum() == 108 - 3
 
 
+def test_a_myocardium_threshold_is_stricter_than_the_arg_max():
+    probs = torch.zeros(1, 3, 4, 4)
+    probs[0, 0] = 1.0
+    # three pixels where the wall is the most probable class, with 0.4, 0.6 and 0.9
+    for col, p_myo in enumerate((0.4, 0.6, 0.9)):
+        probs[0, :, 1, col] = torch.tensor([(1 - p_myo) / 2, (1 - p_myo) / 2, p_myo])
+    argmax = logits_to_labels(probs, [2], keep_largest_component=False)
+    assert argmax[0, 1, :3].tolist() == [2, 2, 2]
+    at_half = logits_to_labels(probs, [2], keep_largest_component=False, myocardium_threshold=0.5)
+    assert at_half[0, 1, :3].tolist() == [0, 2, 2]
+    strict = logits_to_labels(probs, [2], keep_largest_component=False, myocardium_threshold=0.8)
+    assert strict[0, 1, :3].tolist() == [0, 0, 2]
+    assert (strict == 2).sum() == 1
+
+
+def test_a_myocardium_threshold_sums_the_sector_classes():
+    probs = torch.zeros(1, 4, 2, 2)
+    probs[0, 0] = 1.0
+    probs[0, :, 0, 0] = torch.tensor([0.4, 0.0, 0.3, 0.3])  # background the arg-max
+    labels = logits_to_labels(probs, [2, 3], keep_largest_component=False, myocardium_threshold=0.5)
+    assert labels[0, 0, 0] == 2
+    assert (labels == 2).sum() == 1
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.2, 1.5])
+def test_logits_to_labels_refuses_a_threshold_outside_the_open_unit_interval(threshold: float):
+    with pytest.raises(ValueError, match=r"myocardium_threshold must be in \(0, 1\)"):
+        logits_to_labels(
+            torch.zeros(1, 3, 4, 4),
+            [2],
+            keep_largest_component=False,
+            myocardium_threshold=threshold,
+        )
+
+
 def test_logits_to_labels_refuses_bad_classes():
     with pytest.raises(ValueError, match=r"myocardium_classes must be non-empty classes in 0\.\.2"):
         logits_to_labels(torch.zeros(1, 3, 4, 4), [3], keep_largest_component=False)
