@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import hydra
+import numpy as np
 import pytest
 import torch
 from conftest import compose_config
@@ -24,6 +25,7 @@ from cmrseg.utils.config import fill_missing
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 SCALES = sorted(p.stem for p in (CONF_DIR / "scale").glob("*.yaml"))
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+AUGMENTATIONS = sorted(p.stem for p in (CONF_DIR / "data" / "augmentation").glob("*.yaml"))
 
 
 def test_train_config_instantiates(make_cfg) -> None:
@@ -52,6 +54,26 @@ def test_experiment_composes(experiment: str, tmp_path: Path) -> None:
         cfg.pop("hydra")
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg.task_name and cfg.model.optimizer._partial_
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTATIONS)
+def test_augmentation_config_builds_and_keeps_shapes_and_labels(augmentation: str) -> None:
+    cfg = compose_config("train.yaml", [f"data/augmentation={augmentation}", "data.path=x.h5"])
+    transform = hydra.utils.instantiate(cfg.data.augmentation)
+    labels = np.zeros((96, 128), np.uint8)
+    labels[30:60, 40:80] = 2
+    labels[38:52, 50:70] = 1
+    image = np.repeat((labels[..., None] * 0.4 + 0.1).astype(np.float32), 3, axis=-1)
+    moved = 0
+    for _ in range(20):
+        out = transform(image=image, mask=labels)
+        assert out["image"].shape == (96, 128, 3) and out["mask"].shape == (96, 128)
+        assert set(np.unique(out["mask"])) <= {0, 1, 2}
+        moved += int(not np.array_equal(out["mask"], labels))
+    if augmentation == "none":
+        assert moved == 0
+    else:
+        assert moved >= 5  # the geometric transforms move the labels of many samples
 
 
 @pytest.mark.parametrize("scale", SCALES)
