@@ -48,14 +48,16 @@ BANDS_MS = ((2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 45.0))
 GRADES = ("normal", "mild", "moderate", "severe", "")
 
 
-def _subject_records(preset: str, seed: int, index: int) -> dict[str, list]:
+def _subject_records(
+    preset: str, seed: int, overrides: tuple[str, ...], index: int
+) -> dict[str, list]:
     """Per slice: global truth/value/status/grade, sector truths/values, noise ratios."""
     cfg = load_synth_config(preset)
     plan = load_cohort("paper").plan(seed, index + 1)[index]
     slices = synthesize_subject(cfg, plan, workers=1)
     n = len(slices)
     te_ms = cfg.echoes.te_ms.astype(float)
-    config = load_t2star_config()
+    config = load_t2star_config(overrides=overrides)
     rows = quantify_stack(
         [s.images for s in slices],
         np.repeat(te_ms[None], n, axis=0),
@@ -130,7 +132,15 @@ def main() -> int:
     parser.add_argument("--presets", nargs="+", default=["clinical", "hard"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="T2* settings other than conf/t2star/default.yaml, e.g. noise_line_floor=mean",
+    )
     args = parser.parse_args()
+    load_t2star_config(overrides=args.set)  # a bad key fails here, not in every worker
     print("command: python benchmarks/bench_t2star_accuracy.py " + " ".join(sys.argv[1:]))
     print(f"cohort paper, first {args.subjects} subjects x 3 slices, seed {args.seed}")
     failed = False
@@ -143,7 +153,7 @@ def main() -> int:
 
     with ProcessPoolExecutor(args.workers) as pool:
         for preset in args.presets:
-            job = partial(_subject_records, preset, args.seed)
+            job = partial(_subject_records, preset, args.seed, tuple(args.set))
             parts = list(pool.map(job, range(args.subjects)))
             glob = [r for p in parts for r in p["global"]]
             truth = np.array([r[0] for r in glob])

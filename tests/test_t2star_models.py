@@ -285,9 +285,34 @@ def test_lmfit_is_imported_only_by_the_reference_fitter():
         "assert 'lmfit' not in sys.modules, 'imported with the package'\n"
         "opts = t.FitOptions(model='mono', t2star_bounds_ms=(1.0, 200.0), min_echoes=3,"
         " low_bound_te1_fraction=0.5,"
-        " min_r2=0.5, n_coils=4, truncation_factor=2.0)\n"
+        " min_r2=0.5, n_coils=4, truncation_factor=2.0, noise_test_level=None)\n"
         "te = np.linspace(3.0, 21.0, 8)\n"
         "fit = t.fit_curve_lmfit(te, 100 * np.exp(-te / 20.0), opts)\n"
         "assert 'lmfit' in sys.modules and abs(fit.t2star_ms - 20.0) < 1e-3\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_noise_test_accepts_shallow_decays_that_r2_rejects_but_not_a_floor() -> None:
+    # 60 ms at SNR 12: the decay over 3-22 ms is about 3 noise SDs, so many right fits have
+    # R^2 < 0.5; their residuals are noise and their signal stays far above the floor
+    curves, sigma = multicoil_magnitude(60.0, 400, 12.0, seed=3)
+    r2_only = fit_curves(TE_MS, curves, _options("noise_corrected", noise_test_level=None), sigma)
+    tested = fit_curves(TE_MS, curves, _options("noise_corrected", noise_test_level=0.99), sigma)
+    assert np.mean(r2_only.status == OK) < 0.75
+    assert np.mean(tested.status == OK) > 0.95
+    assert np.all(tested.status[r2_only.status == OK] == OK)  # it only adds
+    assert np.nanmedian(tested.t2star_ms) == pytest.approx(60.0, rel=0.05)
+    # pure noise (no signal): whatever its residuals, the fitted signal is not above the floor
+    channels = np.random.default_rng(4).normal(0.0, sigma, (400, TE_MS.size, N_COILS, 2))
+    noise = np.sqrt((channels**2).sum(axis=(-1, -2)))
+    r2_only = fit_curves(TE_MS, noise, _options("noise_corrected", noise_test_level=None), sigma)
+    tested = fit_curves(TE_MS, noise, _options("noise_corrected", noise_test_level=0.99), sigma)
+    assert np.array_equal(tested.status, r2_only.status)
+    # the lmfit reference applies the same test
+    for curve in curves[:20]:
+        options = _options("noise_corrected", noise_test_level=0.99)
+        vectorized = fit_curves(TE_MS, curve, options, sigma).curve(())
+        assert fit_curve_lmfit(TE_MS, curve, options, sigma).status is vectorized.status
+    with pytest.raises(ValueError, match="noise_test_level"):
+        _options("noise_corrected", noise_test_level=1.0)

@@ -24,6 +24,7 @@ from cmrseg.t2star import (
     RegionOptions,
     Status,
     T2StarConfig,
+    fit_curves,
     floor_truncation,
     grade_t2star,
     load_t2star_config,
@@ -656,3 +657,45 @@ def test_short_region_with_one_echo_above_its_floor_is_a_bound(t2star_ms: float,
     else:
         assert row["method"].endswith("/first_2_echoes")
         assert float(row["t2star_ms"]) == pytest.approx(t2star_ms, rel=0.1)
+
+
+def test_r2_alone_biases_long_t2star_low_and_the_noise_test_removes_it() -> None:
+    # SNR 10, uniform 50 and 60 ms: a right fit of so shallow a decay often has R^2 < 0.5, and
+    # R^2 rejects the shallowest ones, so the median of the rest reads low (or too few remain)
+    mask = np.ones((1, 200), bool)
+    default = load_t2star_config(overrides=["fit.n_coils=4"])
+    assert default.fit.noise_test_level is not None
+    r2_only = load_t2star_config(overrides=["fit.n_coils=4", "fit.noise_test_level=null"])
+    images = _noisy_region(50.0, 10.0, 200, 3)
+    assert quantify_region(images, TE_MS, mask, default, sigma=0.1).t2star_ms == pytest.approx(
+        50.0, rel=0.03
+    )
+    assert quantify_region(images, TE_MS, mask, r2_only, sigma=0.1).t2star_ms < 0.9 * 50.0
+    images = _noisy_region(60.0, 10.0, 200, 3)
+    tested = quantify_region(images, TE_MS, mask, default, sigma=0.1)
+    assert tested.status is Status.OK and tested.t2star_ms == pytest.approx(60.0, rel=0.05)
+    assert quantify_region(images, TE_MS, mask, r2_only, sigma=0.1).status is Status.FIT_FAILED
+
+
+def test_noise_test_leaves_short_regions_to_r2() -> None:
+    # where the R^2-accepted pixel fits say "short", a pixel that passes only as noise is more
+    # likely a late-echo floor (ghosts) fitted with a long T2*: such regions keep R^2 alone.
+    # 6 ms at SNR 30 with half the pixels under a slow floor of 35% of S0 (some pixel fits of
+    # them follow the floor: R^2 < 0.5, residuals like noise, signal above the noise floor)
+    rng = np.random.default_rng(2)
+    n_pixels, snr = 300, 30.0
+    signal = np.exp(-TE_MS / 6.0)[:, None, None] * np.ones((1, 1, n_pixels))
+    signal[..., :150] = 0.2 * signal[..., :150] + 0.35 * np.exp(-TE_MS / 200.0)[:, None, None]
+    channels = rng.normal(size=(2, 4, 8, 1, n_pixels)) / snr
+    channels[0] += signal / 2.0
+    images = np.sqrt((channels**2).sum(axis=(0, 1)))
+    mask = np.ones((1, n_pixels), bool)
+    config = load_t2star_config(overrides=["fit.n_coils=4"])
+    fits = fit_curves(TE_MS, images[:, 0].T, config.fit, 1 / snr)
+    assert fits.noise_test_only[:150].sum() >= 10  # the test would accept floor pixels...
+    results = [
+        quantify_region(images, TE_MS, mask, load_t2star_config(overrides=o), sigma=1 / snr)
+        for o in (["fit.n_coils=4"], ["fit.n_coils=4", "fit.noise_test_level=null"])
+    ]
+    assert results[0] == results[1]  # ...but the region is short: R^2 alone decides
+    assert results[0].t2star_ms < 12.0

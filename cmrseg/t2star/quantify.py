@@ -289,6 +289,7 @@ class PixelFits:
         self.t2star_ms = np.full(shape, np.nan)
         self.s0 = np.full(shape, np.nan)
         self.r2 = np.full(shape, np.nan)
+        self.noise_test_only = np.zeros(shape, dtype=bool)
         self._settings: tuple[FitOptions, float | None] | None = None
 
     def fit(
@@ -311,9 +312,15 @@ class PixelFits:
         if new.any():
             fits = fit_curves(te_ms, images[:, new].T.astype(float), options, sigma)
             self.t2star_ms[new], self.s0[new], self.r2[new] = fits.t2star_ms, fits.s0, fits.r2
-            self.status[new] = fits.status
+            self.status[new], self.noise_test_only[new] = fits.status, fits.noise_test_only
             self.fitted |= new
-        return _PixelSubset(self.t2star_ms[mask], self.s0[mask], self.r2[mask], self.status[mask])
+        return _PixelSubset(
+            self.t2star_ms[mask],
+            self.s0[mask],
+            self.r2[mask],
+            self.status[mask],
+            self.noise_test_only[mask],
+        )
 
 
 @dataclass(frozen=True)
@@ -324,6 +331,18 @@ class _PixelSubset:
     s0: np.ndarray
     r2: np.ndarray
     status: np.ndarray
+    noise_test_only: np.ndarray
+
+    def r2_only(self) -> _PixelSubset:
+        """The same fits with those accepted only by ``fit.noise_test_level`` as failed."""
+        failed = status_code(Status.FIT_FAILED)
+        return _PixelSubset(
+            np.where(self.noise_test_only, np.nan, self.t2star_ms),
+            np.where(self.noise_test_only, np.nan, self.s0),
+            np.where(self.noise_test_only, np.nan, self.r2),
+            np.where(self.noise_test_only, failed, self.status).astype(self.status.dtype),
+            np.zeros_like(self.noise_test_only),
+        )
 
 
 def _short_t2star_echoes(
@@ -346,6 +365,22 @@ def _short_t2star_echoes(
     """
     if region.floor_truncation_below_ms <= 0:
         return None
+    value = _first_estimate_ms(images, te_ms, mask, fits, options, region)
+    if value is None or value >= region.floor_truncation_below_ms:
+        return None
+    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
+    return None if keep is None else (keep, value)
+
+
+def _first_estimate_ms(
+    images: np.ndarray,
+    te_ms: np.ndarray,
+    mask: np.ndarray,
+    fits: _PixelSubset,
+    options: FitOptions,
+    region: RegionOptions,
+) -> float | None:
+    """A region's first estimate (see :func:`_short_t2star_echoes`); ``None`` when untrustworthy."""
     ok = fits.status == status_code(Status.OK)
     n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
     n_usable = int(ok.sum()) + n_below
@@ -353,13 +388,10 @@ def _short_t2star_echoes(
         return None  # no trustworthy first estimate: the region stays fit_failed
     status, value, _, _ = censored_median(fits.t2star_ms[ok], n_below, 0)
     if status is Status.BELOW_RANGE:
-        value = options.bounds_ms(te_ms)[0]
-    elif status is Status.OK:
-        value = min(value, _two_echo_t2star(images[:2, mask], te_ms))
-    if status not in (Status.OK, Status.BELOW_RANGE) or value >= region.floor_truncation_below_ms:
+        return options.bounds_ms(te_ms)[0]
+    if status is not Status.OK:
         return None
-    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
-    return None if keep is None else (keep, value)
+    return min(value, _two_echo_t2star(images[:2, mask], te_ms))
 
 
 def _two_echo_t2star(first_echoes: np.ndarray, te_ms: np.ndarray) -> float:
@@ -422,7 +454,12 @@ def quantify_region(
     ``out_of_range``. The region is ``fit_failed`` when fewer than ``region.min_pixels`` pixels,
     or less than ``region.min_usable_share`` of them, have a usable fit (a value or a bound);
     ``below_range`` (with the bound in ``bound_ms``) when the middle rank is below the lower
-    bound. A region-level fit of the mean signal is no remedy for short T2*: on the phantom it
+    bound. Pixel fits are accepted by R^2 (``fit.min_r2``); with ``fit.noise_test_level`` a
+    pixel fit below it also counts when its residuals are noise and its signal stays above the
+    noise floor (a normal heart at low SNR), but only in a region that is not short: one whose
+    first estimate from the R^2-accepted fits is at least ``region.floor_truncation_below_ms``
+    or that has none (there a flat ghost floor would pass the test with a long T2*). A
+    region-level fit of the mean signal is no remedy for short T2*: on the phantom it
     returned 10-50 ms for a true 2-4 ms (blood partial volume dominates the late echoes).
     Instead, a region whose first estimate (from a trustworthy first fit; see
     :func:`_short_t2star_echoes`) is below ``region.floor_truncation_below_ms`` is refitted on
@@ -485,6 +522,12 @@ def quantify_region(
     else:
         cache = pixel_fits if pixel_fits is not None else PixelFits(mask.shape)
         fits = cache.fit(images, te_ms, mask, options, noise.sigma)
+        r2_fits = fits.r2_only()
+        first_ms = _first_estimate_ms(images, te_ms, mask, r2_fits, options, config.region)
+        if first_ms is not None and first_ms < config.region.floor_truncation_below_ms:
+            # short by its R^2-accepted fits: a fit that passes only as noise is more likely
+            # a late-echo floor (ghosts) fitted with a long T2*, so R^2 alone decides here
+            fits, options = r2_fits, dataclasses.replace(options, noise_test_level=None)
         truncation = _short_t2star_echoes(images, te_ms, mask, fits, options, config.region)
         if truncation is not None and truncation[0].sum() < 2:
             return _bounded_by_first_fit(n_pixels, truncation, reasons, details, region)
@@ -497,7 +540,9 @@ def quantify_region(
                 noise.sigma,
                 min_echoes=2,
             )
-            fits = _PixelSubset(refit.t2star_ms, refit.s0, refit.r2, refit.status)
+            fits = _PixelSubset(
+                refit.t2star_ms, refit.s0, refit.r2, refit.status, refit.noise_test_only
+            )
             details["method"] += f"/first_{int(keep.sum())}_echoes"
         ok = fits.status == status_code(Status.OK)
         n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
@@ -707,6 +752,9 @@ def t2star_map(
     sigma: float | None = None,
 ) -> MapFit:
     """Pixel-wise T2* inside the myocardium (``labels == 2``); NaN elsewhere.
+
+    Every pixel fit the fit options accept has a value (also one that ``fit.noise_test_level``
+    alone accepted, which a short region's row does not count: :func:`quantify_region`).
 
     Args:
         images: Magnitude images ``[E, H, W]``.
