@@ -21,6 +21,7 @@ for region fits as much as for pixel fits.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,13 +78,60 @@ def noise_floor_mean(amplitude: np.ndarray, sigma: np.ndarray | float, n_coils: 
     Returns:
         ``E[M]``, shape of ``amplitude``; ``amplitude`` itself where ``sigma == 0``.
     """
-    return _noise_floor_mean_and_slope(np.asarray(amplitude, dtype=float), sigma, n_coils)[0]
+    amplitude = np.asarray(amplitude, dtype=float)
+    return _noise_floor_mean_and_slope(amplitude, sigma, n_coils, exact=True)[0]
+
+
+#: Grid step (in SNR = A / sigma) of the tables of :func:`_low_snr_table`.
+_TABLE_STEP = 1.0 / 128.0
+
+
+@functools.lru_cache(maxsize=64)
+def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``E[M] / sigma``, its slope in SNR and their derivatives on an SNR grid of the low branch.
+
+    Tabulated once per coil count (the estimate may be fractional, so the cache is per value)
+    at steps of :data:`_TABLE_STEP` from 0 to the start of the asymptotic branch, 20 + 2N; cubic
+    Hermite interpolation between grid points is then exact to about 1e-11.
+    """
+    snr = np.arange(0.0, 20.0 + 2.0 * n_coils + 2 * _TABLE_STEP, _TABLE_STEP)
+    factor = _chi_floor_factor(n_coils)
+    x = -0.5 * snr**2
+    mean = factor * special.hyp1f1(-0.5, n_coils, x)
+    slope = factor * snr / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
+    # d/dSNR of the slope: d 1F1(a; b; x) / dx = a / b 1F1(a + 1; b + 1; x), dx / dSNR = -SNR
+    curvature = (
+        factor
+        / (2.0 * n_coils)
+        * (
+            special.hyp1f1(0.5, n_coils + 1, x)
+            - snr**2 / (2.0 * (n_coils + 1)) * special.hyp1f1(1.5, n_coils + 2, x)
+        )
+    )
+    return mean, slope, slope, curvature
+
+
+def _hermite(
+    values: np.ndarray, derivatives: np.ndarray, index: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Cubic Hermite interpolation on the grid of :func:`_low_snr_table` (``t`` in [0, 1))."""
+    t2, t3 = t * t, t * t * t
+    return (
+        (2 * t3 - 3 * t2 + 1) * values[index]
+        + (t3 - 2 * t2 + t) * _TABLE_STEP * derivatives[index]
+        + (3 * t2 - 2 * t3) * values[index + 1]
+        + (t3 - t2) * _TABLE_STEP * derivatives[index + 1]
+    )
 
 
 def _noise_floor_mean_and_slope(
-    amplitude: np.ndarray, sigma: np.ndarray | float, n_coils: int
+    amplitude: np.ndarray, sigma: np.ndarray | float, n_coils: float, exact: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``E[M]`` and ``dE[M]/dA`` of :func:`noise_floor_mean` (same shape)."""
+    """Return ``E[M]`` and ``dE[M]/dA`` of :func:`noise_floor_mean` (same shape).
+
+    Below the asymptotic branch the values come from :func:`_low_snr_table` (what the
+    vectorized fitter uses: about 10x faster than 1F1 per point), or from 1F1 with ``exact``.
+    """
     if n_coils < 1:
         raise ValueError(f"n_coils must be >= 1, got {n_coils}")
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), amplitude.shape)
@@ -96,11 +144,18 @@ def _noise_floor_mean_and_slope(
     high = ~noiseless & (snr >= 20.0 + 2.0 * n_coils)
     mean[high], slope[high] = _floor_mean_asymptotic(amplitude[high], snr[high], n_coils)
     low = ~noiseless & ~high
-    if np.any(low):
+    if np.any(low) and exact:
         factor = _chi_floor_factor(n_coils)
         x = -0.5 * snr[low] ** 2
         mean[low] = safe_sigma[low] * factor * special.hyp1f1(-0.5, n_coils, x)
         slope[low] = factor * snr[low] / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
+    elif np.any(low):
+        table_mean, table_dmean, table_slope, table_dslope = _low_snr_table(float(n_coils))
+        position = snr[low] / _TABLE_STEP
+        index = np.minimum(position.astype(np.intp), table_mean.size - 2)
+        t = position - index
+        mean[low] = safe_sigma[low] * _hermite(table_mean, table_dmean, index, t)
+        slope[low] = _hermite(table_slope, table_dslope, index, t)
     return mean, slope
 
 
