@@ -87,12 +87,13 @@ _TABLE_STEP = 1.0 / 128.0
 
 
 @functools.lru_cache(maxsize=64)
-def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``E[M] / sigma``, its slope in SNR and their derivatives on an SNR grid of the low branch.
+def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``E[M] / sigma``, ``dE[M]/dA`` and the derivative of that in SNR, on an SNR grid.
 
-    Tabulated once per coil count (the estimate may be fractional, so the cache is per value)
-    at steps of :data:`_TABLE_STEP` from 0 to the start of the asymptotic branch, 20 + 2N; cubic
-    Hermite interpolation between grid points is then exact to about 1e-11.
+    ``dE[M]/dA`` is also the derivative of ``E[M] / sigma`` in SNR, so each of the first two
+    has its derivative in the next. Tabulated once per coil count (the estimate may be
+    fractional, so the cache is per value) at steps of :data:`_TABLE_STEP` from 0 to the start
+    of the asymptotic branch, 20 + 2N; cubic Hermite interpolation is then exact to about 1e-11.
     """
     snr = np.arange(0.0, 20.0 + 2.0 * n_coils + 2 * _TABLE_STEP, _TABLE_STEP)
     factor = _chi_floor_factor(n_coils)
@@ -108,7 +109,7 @@ def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
             - snr**2 / (2.0 * (n_coils + 1)) * special.hyp1f1(1.5, n_coils + 2, x)
         )
     )
-    return mean, slope, slope, curvature
+    return mean, slope, curvature
 
 
 def _hermite(
@@ -150,12 +151,12 @@ def _noise_floor_mean_and_slope(
         mean[low] = safe_sigma[low] * factor * special.hyp1f1(-0.5, n_coils, x)
         slope[low] = factor * snr[low] / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
     elif np.any(low):
-        table_mean, table_dmean, table_slope, table_dslope = _low_snr_table(float(n_coils))
+        table_mean, table_slope, table_curvature = _low_snr_table(float(n_coils))
         position = snr[low] / _TABLE_STEP
         index = np.minimum(position.astype(np.intp), table_mean.size - 2)
         t = position - index
-        mean[low] = safe_sigma[low] * _hermite(table_mean, table_dmean, index, t)
-        slope[low] = _hermite(table_slope, table_dslope, index, t)
+        mean[low] = safe_sigma[low] * _hermite(table_mean, table_slope, index, t)
+        slope[low] = _hermite(table_slope, table_curvature, index, t)
     return mean, slope
 
 
