@@ -335,6 +335,8 @@ class _PixelSubset:
 
     def r2_only(self) -> _PixelSubset:
         """The same fits with those accepted only by ``fit.noise_test_level`` as failed."""
+        if not self.noise_test_only.any():
+            return self
         failed = status_code(Status.FIT_FAILED)
         return _PixelSubset(
             np.where(self.noise_test_only, np.nan, self.t2star_ms),
@@ -349,27 +351,17 @@ def _short_t2star_echoes(
     images: np.ndarray,
     te_ms: np.ndarray,
     mask: np.ndarray,
-    fits: _PixelSubset,
-    options: FitOptions,
+    first_ms: float | None,
     region: RegionOptions,
 ) -> tuple[np.ndarray, float] | None:
     """:func:`floor_truncation` of a region whose first estimate is short, or ``None``.
 
-    The first estimate is the censored median of the all-echo pixel fits (the lower fit bound
-    when it is ``below_range``) or, when shorter, the T2* of the decay between the first two
-    echoes of the region's median curve (:func:`_two_echo_t2star`). The second catches a fast
-    decay onto a plateau far above the noise floor (ghosts of bright blood, a coherent floor):
-    there the all-echo fits follow the plateau (a true 2 ms read 21.6 ms ``ok`` with a floor of
-    20% of S0) while the first two echoes still show the fast decay; a floor only slows that
-    decay, so it stays an upper bound. Returned with the first estimate in ms.
+    Returned with the first estimate in ms (:func:`_first_estimate_ms`).
     """
-    if region.floor_truncation_below_ms <= 0:
+    if first_ms is None or first_ms >= region.floor_truncation_below_ms:
         return None
-    value = _first_estimate_ms(images, te_ms, mask, fits, options, region)
-    if value is None or value >= region.floor_truncation_below_ms:
-        return None
-    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, value, region)
-    return None if keep is None else (keep, value)
+    keep = floor_truncation(images[:, mask].T.astype(float), te_ms, first_ms, region)
+    return None if keep is None else (keep, first_ms)
 
 
 def _first_estimate_ms(
@@ -380,12 +372,22 @@ def _first_estimate_ms(
     options: FitOptions,
     region: RegionOptions,
 ) -> float | None:
-    """A region's first estimate (see :func:`_short_t2star_echoes`); ``None`` when untrustworthy."""
+    """A region's first estimate in ms; ``None`` without a trustworthy one.
+
+    The censored median of the all-echo pixel fits (the lower fit bound when it is
+    ``below_range``) or, when shorter, the T2* of the decay between the first two echoes of the
+    region's median curve (:func:`_two_echo_t2star`). The second catches a fast decay onto a
+    plateau far above the noise floor (ghosts of bright blood, a coherent floor): there the
+    all-echo fits follow the plateau (a true 2 ms read 21.6 ms ``ok`` with a floor of 20% of
+    S0) while the first two echoes still show the fast decay; a floor only slows that decay, so
+    it stays an upper bound. ``None`` (the region stays ``fit_failed``) when fewer than
+    ``region.min_pixels`` or ``region.min_usable_share`` of the pixels have a usable fit.
+    """
     ok = fits.status == status_code(Status.OK)
     n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
     n_usable = int(ok.sum()) + n_below
     if n_usable < region.min_pixels or n_usable < region.min_usable_share * ok.size:
-        return None  # no trustworthy first estimate: the region stays fit_failed
+        return None
     status, value, _, _ = censored_median(fits.t2star_ms[ok], n_below, 0)
     if status is Status.BELOW_RANGE:
         return options.bounds_ms(te_ms)[0]
@@ -462,7 +464,7 @@ def quantify_region(
     region-level fit of the mean signal is no remedy for short T2*: on the phantom it
     returned 10-50 ms for a true 2-4 ms (blood partial volume dominates the late echoes).
     Instead, a region whose first estimate (from a trustworthy first fit; see
-    :func:`_short_t2star_echoes`) is below ``region.floor_truncation_below_ms`` is refitted on
+    :func:`_first_estimate_ms`) is below ``region.floor_truncation_below_ms`` is refitted on
     its echoes above the wall's own late-echo floor (:func:`floor_truncation`), and ``method``
     ends in ``/first_N_echoes``. When only the first echo is above that floor (or the second
     only just: ``region.floor_factor_two_echoes``), two echoes would fit the floor as signal
@@ -528,7 +530,9 @@ def quantify_region(
             # short by its R^2-accepted fits: a fit that passes only as noise is more likely
             # a late-echo floor (ghosts) fitted with a long T2*, so R^2 alone decides here
             fits, options = r2_fits, dataclasses.replace(options, noise_test_level=None)
-        truncation = _short_t2star_echoes(images, te_ms, mask, fits, options, config.region)
+        elif r2_fits is not fits:
+            first_ms = _first_estimate_ms(images, te_ms, mask, fits, options, config.region)
+        truncation = _short_t2star_echoes(images, te_ms, mask, first_ms, config.region)
         if truncation is not None and truncation[0].sum() < 2:
             return _bounded_by_first_fit(n_pixels, truncation, reasons, details, region)
         if truncation is not None:
