@@ -29,7 +29,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -45,11 +46,13 @@ from cmrseg.data.dataset import resolve_echoes
 from cmrseg.modules.transfer import load_checkpoint
 
 __all__ = [
+    "ENSEMBLE_KEY",
     "INFERENCE_SETTINGS",
     "RUN_CONFIG_KEY",
     "TRAIN_COHORT_KEY",
     "StoreRunConfig",
     "checkpoint_train_cohort",
+    "ensemble_checkpoint",
     "inference_datamodule",
     "inference_overrides",
     "load_module_from_checkpoint",
@@ -65,6 +68,22 @@ log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "cmrseg_config"
 # {"file", "fingerprint"} of the data a checkpoint was trained on (external evaluations differ)
 TRAIN_COHORT_KEY = "cmrseg_train_cohort"
+# the members of an ensemble checkpoint (cmrseg-ensemble): file names and training runs
+ENSEMBLE_KEY = "cmrseg_ensemble"
+# module settings that only training reads: the members of an ensemble may differ in them
+_TRAINING_ONLY = (
+    "optimizer",
+    "scheduler",
+    "scheduler_interval",
+    "loss",
+    "init_from",
+    "init_patterns",
+    "freeze_patterns",
+    "train_patch_size",
+)
+# data settings that decide how a file is read into the network (the others pick subjects or
+# feed the loader: the members of an ensemble may differ in them, e.g. in the fold)
+_DATA_READING = ("input_mode", "echoes", "target", "normalization", "te_ms")
 # the method names of the networks in run records and reports (a classical module has its own)
 _NET_METHODS = {"UNet": "unet", "MartiniUNet": "martini_unet", "MonaiUNet": "monai_unet"}
 # module and datamodule arguments added after checkpoints were first written, with the behaviour
@@ -154,14 +173,121 @@ def method_name(module: LightningModule) -> str:
     """The method a module runs, as run records and reports name it.
 
     A classical segmenter's ``method`` (``gac``, ``region_growing``), else the network's:
-    ``unet``, ``martini_unet``, ``monai_unet`` (another network: its class name in lower case).
+    ``unet``, ``martini_unet``, ``monai_unet`` (another network: its class name in lower case);
+    an ensemble is its first member's with ``_ensemble`` (``unet_ensemble``).
     """
     method = module.hparams.get("method")
     if isinstance(method, str):
         return method
     net = getattr(module, "net", None)
+    members = getattr(net, "nets", None)
+    if members is not None:
+        first = type(members[0]).__name__
+        return f"{_NET_METHODS.get(first, first.lower())}_ensemble"
     name = type(net).__name__ if net is not None else type(module).__name__
     return _NET_METHODS.get(name, name.lower())
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str:
+    """The dotted key of the first difference between two nested configs."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{where}.{key}")
+    return where.lstrip(".") or "(the whole value)"
+
+
+def ensemble_checkpoint(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """One checkpoint whose network averages the class probabilities of the checkpoints' networks.
+
+    The members must be ``cmrseg-train`` checkpoints of networks that read and label data alike:
+    the same module settings apart from those only training reads (:data:`_TRAINING_ONLY`), the
+    same network inputs and classes, the same data settings that read a file
+    (:data:`_DATA_READING`) and the same stored acquisition; they may differ in training (seed,
+    fold, epochs, even the training file). The result loads like any checkpoint
+    (:func:`load_module_from_checkpoint`), its network a :class:`~cmrseg.models.ProbabilityMean`;
+    it keeps the members' file names and training runs under :data:`ENSEMBLE_KEY`, and their
+    training run (:data:`TRAIN_COHORT_KEY`) where they share one file (seed and fold where they
+    share those too).
+
+    Args:
+        paths: Two or more checkpoint files.
+
+    Returns:
+        The checkpoint to save with ``torch.save``.
+
+    Raises:
+        InputError: Fewer than two files, a file that is not a network's ``cmrseg-train``
+            checkpoint (or is an ensemble already), or members that differ (the first
+            differing setting is named).
+    """
+    if len(paths) < 2:
+        raise InputError(f"an ensemble needs two or more checkpoints, got {len(paths)}")
+    ckpts = [load_checkpoint(path) for path in paths]
+    for path, ckpt in zip(paths, ckpts, strict=True):
+        if RUN_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+            raise InputError(f"{path}: not a cmrseg-train checkpoint (no stored run config)")
+        if ENSEMBLE_KEY in ckpt:
+            raise InputError(f"{path}: an ensemble already; give its members instead")
+        if "net" not in ckpt[RUN_CONFIG_KEY]["model"]:
+            raise InputError(f"{path}: not a network's checkpoint; only networks make an ensemble")
+
+    def compared(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+        stored = ckpt[RUN_CONFIG_KEY]
+        model = {k: v for k, v in stored["model"].items() if k not in (*_TRAINING_ONLY, "net")}
+        net = stored["model"]["net"]
+        return {
+            "model": model,
+            "net": {k: net.get(k) for k in ("in_channels", "num_classes", "myocardium_classes")},
+            "data": {k: stored["data"].get(k) for k in _DATA_READING},
+            "acquisition": stored.get("acquisition"),
+        }
+
+    first = compared(ckpts[0])
+    for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
+        other = compared(ckpt)
+        if other != first:
+            key = _first_difference(first, other)
+            raise InputError(
+                f"{path}: {key} differs from {paths[0]}; an ensemble's members must read "
+                "and label the data alike"
+            )
+    state: dict[str, torch.Tensor] = {}
+    for i, ckpt in enumerate(ckpts):
+        for key, value in ckpt["state_dict"].items():
+            if key.startswith("net."):
+                state[f"net.nets.{i}.{key[4:]}"] = value
+            elif i == 0:
+                state[key] = value
+    stored = ckpts[0][RUN_CONFIG_KEY]
+    nets = [ckpt[RUN_CONFIG_KEY]["model"]["net"] for ckpt in ckpts]
+    ensemble: dict[str, Any] = {
+        RUN_CONFIG_KEY: {
+            **stored,
+            "model": {
+                **stored["model"],
+                "net": {"_target_": "cmrseg.models.ProbabilityMean", "nets": nets},
+            },
+        },
+        "state_dict": state,
+        ENSEMBLE_KEY: [
+            {"file": Path(path).name, "train_cohort": ckpt.get(TRAIN_COHORT_KEY)}
+            for path, ckpt in zip(paths, ckpts, strict=True)
+        ],
+    }
+    cohorts = [ckpt.get(TRAIN_COHORT_KEY) for ckpt in ckpts]
+    shared = all(isinstance(c, Mapping) for c in cohorts) and (
+        len({c.get("fingerprint") for c in cohorts}) == 1
+    )
+    if shared:
+        ensemble[TRAIN_COHORT_KEY] = {
+            **cohorts[0],
+            **{
+                key: cohorts[0].get(key) if len({c.get(key) for c in cohorts}) == 1 else None
+                for key in ("seed", "fold")
+            },
+        }
+    return ensemble
 
 
 def _check_stored(node: Any, keys: tuple[str, ...], path: str | os.PathLike[str]) -> None:
