@@ -120,3 +120,30 @@ def test_cli_refusals_exit_2_and_write_nothing(tiny_run: Path, tmp_path: Path, c
     assert ensemble_main([str(out), a, str(_member(tiny_run, tmp_path / "c.ckpt", 4))]) == 0
     assert ensemble_main([str(tmp_path / "nested.ckpt"), a, str(out)]) == 2
     assert "an ensemble already" in capsys.readouterr().err
+
+
+def test_probability_mean_needs_two_networks_that_agree() -> None:
+    from cmrseg.models import UNet
+
+    def unet(in_channels: int) -> UNet:
+        return UNet(
+            in_channels=in_channels,
+            num_classes=3,
+            myocardium_classes=[2],
+            n_stages=2,
+            features_per_stage=[4, 8],
+            n_conv_per_stage=1,
+            n_conv_per_stage_decoder=1,
+            norm="batch",
+            bottleneck_dropout=0.0,
+        )
+
+    with pytest.raises(ValueError, match="two or more"):
+        ProbabilityMean([unet(1)])
+    with pytest.raises(ValueError, match="in_channels"):
+        ProbabilityMean([unet(1), unet(3)])
+    pair = ProbabilityMean([unet(1), unet(1)]).eval()
+    images = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        expected = (pair.nets[0](images).softmax(1) + pair.nets[1](images).softmax(1)) / 2
+        torch.testing.assert_close(pair(images).softmax(1), expected)

@@ -23,7 +23,8 @@ class ProbabilityMean(nn.Module):
             number of output classes.
 
     Raises:
-        ValueError: Fewer than two networks, or networks that do not agree on those.
+        ValueError: Fewer than two networks, or networks that differ in input channels or
+            myocardium classes (another number of output classes fails at the first pass).
     """
 
     def __init__(self, nets: Sequence[nn.Module]) -> None:
