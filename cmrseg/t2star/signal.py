@@ -96,13 +96,11 @@ def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     of the asymptotic branch, 20 + 2N; cubic Hermite interpolation is then exact to about 1e-11.
     """
     snr = np.arange(0.0, 20.0 + 2.0 * n_coils + 2 * _TABLE_STEP, _TABLE_STEP)
-    factor = _chi_floor_factor(n_coils)
-    x = -0.5 * snr**2
-    mean = factor * special.hyp1f1(-0.5, n_coils, x)
-    slope = factor * snr / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
+    mean, slope = _low_snr_exact(snr, n_coils)
     # d/dSNR of the slope: d 1F1(a; b; x) / dx = a / b 1F1(a + 1; b + 1; x), dx / dSNR = -SNR
+    x = -0.5 * snr**2
     curvature = (
-        factor
+        _chi_floor_factor(n_coils)
         / (2.0 * n_coils)
         * (
             special.hyp1f1(0.5, n_coils + 1, x)
@@ -110,6 +108,15 @@ def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         )
     )
     return mean, slope, curvature
+
+
+def _low_snr_exact(snr: np.ndarray, n_coils: float) -> tuple[np.ndarray, np.ndarray]:
+    """``E[M] / sigma`` and ``dE[M]/dA`` at ``snr = A / sigma`` from 1F1 (any SNR; slow)."""
+    factor = _chi_floor_factor(n_coils)
+    x = -0.5 * snr**2
+    mean = factor * special.hyp1f1(-0.5, n_coils, x)
+    slope = factor * snr / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
+    return mean, slope
 
 
 def _hermite(
@@ -131,7 +138,8 @@ def _noise_floor_mean_and_slope(
     """Return ``E[M]`` and ``dE[M]/dA`` of :func:`noise_floor_mean` (same shape).
 
     Below the asymptotic branch the values come from :func:`_low_snr_table` (what the
-    vectorized fitter uses: about 10x faster than 1F1 per point), or from 1F1 with ``exact``.
+    vectorized fitter uses: 3-4x faster than 1F1 on 200,000 points, and within 4e-12 of it), or
+    from 1F1 with ``exact``.
     """
     if n_coils < 1:
         raise ValueError(f"n_coils must be >= 1, got {n_coils}")
@@ -146,10 +154,8 @@ def _noise_floor_mean_and_slope(
     mean[high], slope[high] = _floor_mean_asymptotic(amplitude[high], snr[high], n_coils)
     low = ~noiseless & ~high
     if np.any(low) and exact:
-        factor = _chi_floor_factor(n_coils)
-        x = -0.5 * snr[low] ** 2
-        mean[low] = safe_sigma[low] * factor * special.hyp1f1(-0.5, n_coils, x)
-        slope[low] = factor * snr[low] / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
+        mean_over_sigma, slope[low] = _low_snr_exact(snr[low], n_coils)
+        mean[low] = safe_sigma[low] * mean_over_sigma
     elif np.any(low):
         table_mean, table_slope, table_curvature = _low_snr_table(float(n_coils))
         position = snr[low] / _TABLE_STEP
