@@ -137,7 +137,7 @@ def main() -> int:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="T2* settings other than conf/t2star/default.yaml, e.g. noise_line_floor=mean",
+        help="T2* settings other than conf/t2star/default.yaml, e.g. fit.noise_test_level=null",
     )
     args = parser.parse_args()
     load_t2star_config(overrides=args.set)  # a bad key fails here, not in every worker

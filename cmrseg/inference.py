@@ -181,11 +181,22 @@ def method_name(module: LightningModule) -> str:
         return method
     net = getattr(module, "net", None)
     members = getattr(net, "nets", None)
-    if members is not None:
-        first = type(members[0]).__name__
-        return f"{_NET_METHODS.get(first, first.lower())}_ensemble"
-    name = type(net).__name__ if net is not None else type(module).__name__
-    return _NET_METHODS.get(name, name.lower())
+    named = members[0] if members is not None else net
+    name = type(named).__name__ if named is not None else type(module).__name__
+    method = _NET_METHODS.get(name, name.lower())
+    return method if members is None else f"{method}_ensemble"
+
+
+def _load_run_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``cmrseg-train`` checkpoint (:func:`load_checkpoint`) with its run config and weights.
+
+    Raises:
+        InputError: Unreadable, or not written by ``cmrseg-train``.
+    """
+    ckpt = load_checkpoint(path)
+    if RUN_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise InputError(f"{path}: not a cmrseg-train checkpoint (no stored run config)")
+    return ckpt
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str:
@@ -223,10 +234,8 @@ def ensemble_checkpoint(paths: Sequence[str | os.PathLike[str]]) -> dict[str, An
     """
     if len(paths) < 2:
         raise InputError(f"an ensemble needs two or more checkpoints, got {len(paths)}")
-    ckpts = [load_checkpoint(path) for path in paths]
+    ckpts = [_load_run_checkpoint(path) for path in paths]
     for path, ckpt in zip(paths, ckpts, strict=True):
-        if RUN_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-            raise InputError(f"{path}: not a cmrseg-train checkpoint (no stored run config)")
         if ENSEMBLE_KEY in ckpt:
             raise InputError(f"{path}: an ensemble already; give its members instead")
         if "net" not in ckpt[RUN_CONFIG_KEY]["model"]:
@@ -363,9 +372,7 @@ def load_module_from_checkpoint(
             no longer exists (or a new one without a value for old checkpoints), or weights
             that do not fit the stored network.
     """
-    ckpt = load_checkpoint(path)
-    if RUN_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-        raise InputError(f"{path}: not a cmrseg-train checkpoint (no stored run config)")
+    ckpt = _load_run_checkpoint(path)
     stored = ckpt[RUN_CONFIG_KEY]
     added = _ADDED_MODULE_ARGS.get(stored["model"].get("_target_"), {})
     model = {**added, **stored["model"]}
