@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -154,9 +155,9 @@ def test_cross_row_and_report(tmp_path: Path) -> None:
     for scale, verdict in (("smoke", "not judged (smoke)"), ("cpu", "not met")):
         text = bench.render_report(scale, [row, skipped], few, 12.0)
         assert "| hard | randomized | 2 (5) |" in text
-        assert "| ellipsoid | skipped: no --anatomy | | | | |\n" in text
+        assert "| ellipsoid | randomized | skipped: no --anatomy | | | | |\n" in text
         assert "| ellipsoid | randomized | skipped: no --anatomy | | | | | | | |\n" in text
-        assert f"| hard | {verdict} |" in text  # 10 points below in-domain
+        assert f"| hard | randomized | {verdict} |" in text  # 10 points below in-domain
         assert "fine-tune minus scratch >= 0.05: not measured" in text
 
 
@@ -265,6 +266,38 @@ def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) 
     assert "--cohort" not in synth_clinical
     assert randomized[-2:] == ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1"]
     assert not any(c.startswith(("trainer.max_epochs", "trainer.check_val")) for c in clinical)
+
+
+def test_the_pair_is_the_3_epoch_model_and_its_6_epoch_twin(tmp_path: Path) -> None:
+    """Pre-registration 10: the second member's training and the ensemble's command."""
+    commands: list[list[str]] = []
+
+    def runner(command: list[str]) -> int:
+        commands.append(command)
+        if command[0].endswith(("cmrseg-synth", "cmrseg-ensemble")):
+            Path(command[1]).touch()
+        else:
+            run_dir = Path(next(c for c in command if c.startswith("hydra.run.dir="))[14:])
+            run_dir.mkdir(parents=True)
+            record = {"format": RUN_FORMAT, "version": RUN_VERSION, "status": "finished"}
+            (run_dir / "run.json").write_text(json.dumps(record))
+        return 0
+
+    bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
+    randomized = next(f for f in bench.FAMILIES if f.name == bench.TRAIN_FAMILY)
+    first = bench_run.randomized_model(randomized)
+    pair = bench_run.randomized_pair(randomized, first)
+    _, train_first, train_second, ensemble = commands  # the training file is synthesized once
+    assert train_first[-2:] == ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1"]
+    assert train_second[-2:] == ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=3"]
+    data = [c for c in train_first if c.startswith("data.path=")]
+    assert data == [c for c in train_second if c.startswith("data.path=")]
+    second = tmp_path / "train" / "randomized_long" / "checkpoints" / "last.ckpt"
+    assert ensemble[1:] == [str(pair), str(first), str(second)]
+    assert bench_run.randomized_pair(randomized, first) == pair and len(commands) == 4  # reused
+    no_pair = bench.Benchmark(tmp_path / "b", "cpu", 1, "ellipsoid", runner)
+    no_pair.scale = dataclasses.replace(no_pair.scale, pair_overrides=None)
+    assert no_pair.randomized_pair(randomized, first) is None
 
 
 def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:

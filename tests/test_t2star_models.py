@@ -322,12 +322,12 @@ def test_noise_test_accepts_shallow_decays_that_r2_rejects_but_not_a_floor() -> 
 def test_tabulated_noise_floor_matches_the_hypergeometric_form(n_coils: float) -> None:
     # the vectorized fitter reads E[M] and its slope below the asymptotic branch from a table
     # (cubic Hermite); the lmfit reference and noise_floor_mean use 1F1 itself
-    from cmrseg.t2star.signal import _noise_floor_mean_and_slope
+    from cmrseg.t2star.signal import noise_floor_mean_and_slope
 
     snr = np.concatenate([[0.0, 1e-9], np.linspace(0.0, 20.0 + 2 * n_coils, 5003)[1:-1]])
     amplitude = 0.7 * snr
-    exact = _noise_floor_mean_and_slope(amplitude, 0.7, n_coils, exact=True)
-    table = _noise_floor_mean_and_slope(amplitude, 0.7, n_coils)
+    exact = noise_floor_mean_and_slope(amplitude, 0.7, n_coils, exact=True)
+    table = noise_floor_mean_and_slope(amplitude, 0.7, n_coils)
     np.testing.assert_allclose(table[0], exact[0], rtol=1e-10)
     np.testing.assert_allclose(table[1], exact[1], rtol=0, atol=1e-10)
     np.testing.assert_allclose(noise_floor_mean(amplitude, 0.7, n_coils), exact[0], rtol=0)

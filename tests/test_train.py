@@ -89,9 +89,18 @@ def _final_state(objects) -> dict[str, torch.Tensor]:
 
 
 def test_last_checkpoint_holds_the_last_epoch_whatever_validation_did(
-    make_cfg, tmp_path: Path
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """last.ckpt is the final epoch even when that epoch ran no validation (none saved a best)."""
+    """last.ckpt is the final epoch even when that epoch ran no validation (none saved a best),
+    written once per epoch."""
+    written: list[str] = []
+    save = Trainer.save_checkpoint
+
+    def counting_save(self: Trainer, filepath, *args, **kwargs) -> None:
+        written.append(Path(filepath).name)
+        save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", counting_save)
     cfg = make_cfg(["data/augmentation=paper"])
     with open_dict(cfg):
         cfg.test = False
@@ -101,6 +110,7 @@ def test_last_checkpoint_holds_the_last_epoch_whatever_validation_did(
     train(cfg)
     checkpoints = tmp_path / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert written.count("last.ckpt") == 3
     assert [p.name for p in checkpoints.glob("epoch_*.ckpt")] == ["epoch_0001.ckpt"]
 
 

@@ -1,6 +1,7 @@
-"""Lightning callbacks: T2* agreement of predicted and reference masks; per-slice run records."""
+"""Lightning callbacks: T2* agreement, per-slice run records, the last epoch's checkpoint."""
 
+from cmrseg.callbacks.checkpoint import LastEpochCheckpoint
 from cmrseg.callbacks.run_record import RunRecordCallback
 from cmrseg.callbacks.t2star import T2StarCallback
 
-__all__ = ["RunRecordCallback", "T2StarCallback"]
+__all__ = ["LastEpochCheckpoint", "RunRecordCallback", "T2StarCallback"]

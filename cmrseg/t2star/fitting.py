@@ -17,11 +17,11 @@ import numpy as np
 from scipy import stats
 
 from cmrseg.t2star.signal import (
-    _chi_floor_factor,
-    _noise_floor_mean_and_slope,
+    chi_floor_factor,
     mono_exp,
     mono_exp_noise_corrected,
     mono_exp_offset,
+    noise_floor_mean_and_slope,
     truncation_mask,
 )
 from cmrseg.t2star.status import Status, status_code
@@ -301,7 +301,7 @@ def _evaluate(
         jac = np.concatenate([jac, np.ones_like(decay)[..., None]], axis=-1)
         return amplitude + p[:, 2:3], jac
     if model == "noise_corrected":
-        mean, slope = _noise_floor_mean_and_slope(amplitude, sigma[:, None], n_coils)
+        mean, slope = noise_floor_mean_and_slope(amplitude, sigma[:, None], n_coils)
         return mean, jac * slope[..., None]
     return amplitude, jac
 
@@ -486,7 +486,7 @@ def _residuals_are_noise(
     dof = np.maximum(n_used - options.n_params, 1)
     passes = np.isfinite(chi2) & (chi2 <= stats.chi2.ppf(options.noise_test_level, dof))
     last = np.where(weights > 0, amplitude, np.inf).min(axis=1)
-    floor = _NOISE_TEST_FLOOR_MULTIPLE * _chi_floor_factor(options.n_coils) * sigma
+    floor = _NOISE_TEST_FLOOR_MULTIPLE * chi_floor_factor(options.n_coils) * sigma
     return passes & (last >= floor)
 
 

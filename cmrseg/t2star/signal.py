@@ -31,11 +31,13 @@ from skimage.filters import threshold_otsu
 __all__ = [
     "NoiseEstimate",
     "NoiseEstimateError",
+    "chi_floor_factor",
     "estimate_noise",
     "mono_exp",
     "mono_exp_noise_corrected",
     "mono_exp_offset",
     "noise_floor_mean",
+    "noise_floor_mean_and_slope",
     "truncation_mask",
 ]
 
@@ -62,7 +64,7 @@ def mono_exp_offset(te_ms: np.ndarray, s0: float, t2star_ms: float, offset: floa
     return mono_exp(te_ms, s0, t2star_ms) + offset
 
 
-def _chi_floor_factor(n_coils: float) -> float:
+def chi_floor_factor(n_coils: float) -> float:
     """``sqrt(2) * Gamma(N + 1/2) / Gamma(N)``: mean of pure-noise RSS magnitude over sigma."""
     return float(np.sqrt(2.0) * np.exp(special.gammaln(n_coils + 0.5) - special.gammaln(n_coils)))
 
@@ -79,7 +81,7 @@ def noise_floor_mean(amplitude: np.ndarray, sigma: np.ndarray | float, n_coils: 
         ``E[M]``, shape of ``amplitude``; ``amplitude`` itself where ``sigma == 0``.
     """
     amplitude = np.asarray(amplitude, dtype=float)
-    return _noise_floor_mean_and_slope(amplitude, sigma, n_coils, exact=True)[0]
+    return noise_floor_mean_and_slope(amplitude, sigma, n_coils, exact=True)[0]
 
 
 #: Grid step (in SNR = A / sigma) of the tables of :func:`_low_snr_table`.
@@ -100,7 +102,7 @@ def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # d/dSNR of the slope: d 1F1(a; b; x) / dx = a / b 1F1(a + 1; b + 1; x), dx / dSNR = -SNR
     x = -0.5 * snr**2
     curvature = (
-        _chi_floor_factor(n_coils)
+        chi_floor_factor(n_coils)
         / (2.0 * n_coils)
         * (
             special.hyp1f1(0.5, n_coils + 1, x)
@@ -112,7 +114,7 @@ def _low_snr_table(n_coils: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _low_snr_exact(snr: np.ndarray, n_coils: float) -> tuple[np.ndarray, np.ndarray]:
     """``E[M] / sigma`` and ``dE[M]/dA`` at ``snr = A / sigma`` from 1F1 (any SNR; slow)."""
-    factor = _chi_floor_factor(n_coils)
+    factor = chi_floor_factor(n_coils)
     x = -0.5 * snr**2
     mean = factor * special.hyp1f1(-0.5, n_coils, x)
     slope = factor * snr / (2.0 * n_coils) * special.hyp1f1(0.5, n_coils + 1, x)
@@ -132,7 +134,7 @@ def _hermite(
     )
 
 
-def _noise_floor_mean_and_slope(
+def noise_floor_mean_and_slope(
     amplitude: np.ndarray, sigma: np.ndarray | float, n_coils: float, exact: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``E[M]`` and ``dE[M]/dA`` of :func:`noise_floor_mean` (same shape).
@@ -212,7 +214,7 @@ def truncation_mask(
     Returns:
         Boolean mask ``[..., E]``, a prefix of ``True`` along the echo axis.
     """
-    threshold = factor * _chi_floor_factor(n_coils) * np.asarray(sigma, dtype=float)
+    threshold = factor * chi_floor_factor(n_coils) * np.asarray(sigma, dtype=float)
     above = signal > np.expand_dims(threshold, -1)
     keep = np.logical_and.accumulate(above, axis=-1)
     keep[..., :min_echoes] = True
