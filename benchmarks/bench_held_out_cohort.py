@@ -4,10 +4,12 @@ The 15 test slices of the default split say little about rare failures; a second
 with its own seed (none of its subjects trained any of the checkpoints) gives ten times as many
 slices for choosing between recipes. Each checkpoint segments every slice of ``--data`` as
 ``cmrseg-eval`` would (its stored data settings, echo fusion and test-time rotations); the script
-prints per checkpoint the myocardial Jaccard over slices (mean (SD), median, minimum, slices
-below 50% and 70%, mean per slice location) and, for each further checkpoint, the paired
-per-slice difference against the first. Slices with no myocardium in either mask (Jaccard
-undefined) are left out of every statistic.
+prints per checkpoint the myocardial Jaccard over slices (mean (SD) with a 95% bootstrap interval
+over subjects, median, minimum, slices below 50% and 70%, mean per slice location) and, for each
+further checkpoint, the paired per-slice difference against the first; with several checkpoints
+(e.g. training seeds of one recipe) also the mean of their per-slice scores, with its interval
+over subjects. Slices with no myocardium in either mask (Jaccard undefined) are left out of every
+statistic.
 
     cmrseg-synth outputs/select_hard.h5 --preset hard --seed 202
     python benchmarks/bench_held_out_cohort.py --data outputs/select_hard.h5 A.ckpt B.ckpt ...
@@ -26,10 +28,13 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStackFile
 from cmrseg.inference import inference_datamodule, load_module_from_checkpoint, predict_stack
 from cmrseg.metrics.functional import per_sample_confusion, scores_from_confusion
+from cmrseg.stats import Interval, mean_interval
+
+BOOT_SEED = 0
 
 
-def slice_jaccard(ckpt: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Myocardial Jaccard of every slice of ``data`` and each slice's location.
+def slice_jaccard(ckpt: Path, data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Myocardial Jaccard (%) of every slice of ``data``, each slice's location and subject.
 
     Raises:
         SystemExit: The file has no labels.
@@ -56,7 +61,11 @@ def slice_jaccard(ckpt: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
         torch.from_numpy(pred == MYOCARDIUM), torch.from_numpy(ref == MYOCARDIUM)
     )
     jaccard = scores_from_confusion(confusion)["jaccard"].numpy() * 100
-    return jaccard, np.asarray(info.slice_location)
+    return jaccard, np.asarray(info.slice_location), np.asarray(info.subject_id)
+
+
+def _interval(jaccard: np.ndarray, subjects: np.ndarray) -> Interval:
+    return mean_interval(jaccard, list(subjects), seed=BOOT_SEED)
 
 
 def main() -> None:
@@ -69,22 +78,31 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = [slice_jaccard(ckpt, args.data) for ckpt in args.ckpts]
     print(f"myocardial Jaccard (%) over the {len(results[0][0])} slices of {args.data}")
-    for ckpt, (jaccard, location) in zip(args.ckpts, results, strict=True):
+    for ckpt, (jaccard, location, subjects) in zip(args.ckpts, results, strict=True):
         per_location = ", ".join(
             f"{name} {np.nanmean(jaccard[location == name]):.2f}" for name in sorted(set(location))
         )
+        ci = _interval(jaccard, subjects)
         print(
-            f"{ckpt}: {np.nanmean(jaccard):.2f} ({np.nanstd(jaccard, ddof=1):.2f}), median "
+            f"{ckpt}: {np.nanmean(jaccard):.2f} ({np.nanstd(jaccard, ddof=1):.2f}) "
+            f"[{ci.low:.2f}, {ci.high:.2f}], median "
             f"{np.nanmedian(jaccard):.2f}, min {np.nanmin(jaccard):.1f}, below 50: "
             f"{(jaccard < 50).sum()}, below 70: {(jaccard < 70).sum()}; {per_location}"
         )
     base = results[0][0]
-    for ckpt, (jaccard, _) in zip(args.ckpts[1:], results[1:], strict=True):
+    for ckpt, (jaccard, _, _) in zip(args.ckpts[1:], results[1:], strict=True):
         diff = jaccard - base
         print(
             f"{ckpt} - {args.ckpts[0]}: mean {np.nanmean(diff):+.2f}, "
             f"median {np.nanmedian(diff):+.2f}, "
             f"better on {(diff > 0).sum()} slices, worse on {(diff < 0).sum()}"
+        )
+    if len(results) > 1:
+        mean = np.mean([r[0] for r in results], axis=0)
+        ci = _interval(mean, results[0][2])
+        print(
+            f"mean of the {len(results)} checkpoints per slice: {ci.value:.2f} "
+            f"[{ci.low:.2f}, {ci.high:.2f}] (95% bootstrap interval over subjects)"
         )
 
 
