@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -240,13 +241,13 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path: Path, capsys) -> None:
     assert len(second) < len(rows) and {r["status"] for r in second} == {"reused"}
 
 
-def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) -> None:
-    """Pre-registration 3: the randomized training file and length; other families unchanged."""
+def _recording_runner() -> tuple[list[list[str]], Callable[[list[str]], int]]:
+    """A runner that records commands and makes what each would: files, finished run folders."""
     commands: list[list[str]] = []
 
     def runner(command: list[str]) -> int:
         commands.append(command)
-        if command[0].endswith("cmrseg-synth"):
+        if command[0].endswith(("cmrseg-synth", "cmrseg-ensemble")):
             Path(command[1]).touch()
         else:
             run_dir = Path(next(c for c in command if c.startswith("hydra.run.dir="))[14:])
@@ -255,6 +256,12 @@ def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) 
             (run_dir / "run.json").write_text(json.dumps(record))
         return 0
 
+    return commands, runner
+
+
+def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) -> None:
+    """Pre-registration 3: the randomized training file and length; other families unchanged."""
+    commands, runner = _recording_runner()
     bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
     families = {f.name: f for f in bench.FAMILIES}
     bench_run.randomized_model(families["randomized"])
@@ -270,19 +277,7 @@ def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) 
 
 def test_the_pair_is_the_3_epoch_model_and_its_6_epoch_twin(tmp_path: Path) -> None:
     """Pre-registration 10: the second member's training and the ensemble's command."""
-    commands: list[list[str]] = []
-
-    def runner(command: list[str]) -> int:
-        commands.append(command)
-        if command[0].endswith(("cmrseg-synth", "cmrseg-ensemble")):
-            Path(command[1]).touch()
-        else:
-            run_dir = Path(next(c for c in command if c.startswith("hydra.run.dir="))[14:])
-            run_dir.mkdir(parents=True)
-            record = {"format": RUN_FORMAT, "version": RUN_VERSION, "status": "finished"}
-            (run_dir / "run.json").write_text(json.dumps(record))
-        return 0
-
+    commands, runner = _recording_runner()
     bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
     randomized = next(f for f in bench.FAMILIES if f.name == bench.TRAIN_FAMILY)
     first = bench_run.randomized_model(randomized)
