@@ -649,21 +649,23 @@ class Benchmark:
         self.steps.run(f"train {name}", "train", command, lambda: run_finished(run_dir))
         return last
 
-    def randomized_model(self, family: Family) -> Path:
-        """Synthesize and train (or reuse) the randomized model at this scale's length."""
-        data = self.cohort(family, "train")
-        return self.train(TRAIN_FAMILY, data, self.scale.randomized_overrides)
+    def randomized_models(self, family: Family) -> dict[str, Path]:
+        """Synthesize the randomized training file once and train (or reuse) its models.
 
-    def randomized_pair(self, family: Family, first: Path) -> Path | None:
-        """The mean of ``first`` and its longer twin (``cmrseg-ensemble``); ``None``: no pair."""
-        if self.scale.pair_overrides is None:
-            return None
+        Returns:
+            The 3-epoch model under ``randomized`` and, where the scale has a pair, the mean of it
+            and its longer twin (``cmrseg-ensemble``) under ``randomized_pair``.
+        """
         data = self.cohort(family, "train")
-        second = self.train(f"{TRAIN_FAMILY}_long", data, self.scale.pair_overrides)
-        pair = self.out / "train" / f"{PAIR_MODEL}.ckpt"
-        command = [_cli("cmrseg-ensemble"), str(pair), str(first), str(second)]
-        self.steps.run(f"ensemble {PAIR_MODEL}", "ensemble", command, pair.exists)
-        return pair
+        first = self.train(TRAIN_FAMILY, data, self.scale.randomized_overrides)
+        models = {TRAIN_FAMILY: first}
+        if self.scale.pair_overrides is not None:
+            second = self.train(f"{TRAIN_FAMILY}_long", data, self.scale.pair_overrides)
+            pair = self.out / "train" / f"{PAIR_MODEL}.ckpt"
+            command = [_cli("cmrseg-ensemble"), str(pair), str(first), str(second)]
+            self.steps.run(f"ensemble {PAIR_MODEL}", "ensemble", command, pair.exists)
+            models[PAIR_MODEL] = pair
+        return models
 
     def evaluate(self, name: str, ckpt: Path, data: Path) -> Run:
         """Score ``ckpt`` on every slice of ``data`` (or reuse the scores)."""
@@ -691,11 +693,7 @@ class Benchmark:
             if missing:
                 skipped[family.name] = f"skipped: cmrseg-synth has no {', '.join(missing)}"
                 print(f"[skip] family {family.name}: {skipped[family.name]}", flush=True)
-        randomized = self.randomized_model(families[TRAIN_FAMILY])
-        models = {TRAIN_FAMILY: randomized}
-        pair = self.randomized_pair(families[TRAIN_FAMILY], randomized)
-        if pair is not None:
-            models[PAIR_MODEL] = pair
+        models = self.randomized_models(families[TRAIN_FAMILY])
         cross: list[dict[str, Any]] = []
         in_domain_ckpt: dict[str, Path] = {}
         for family in FAMILIES:
@@ -718,7 +716,7 @@ class Benchmark:
             own = self.evaluate(f"in_domain_{family.name}_on_{family.name}", ckpt, test)
             cross += [cross_row(family.name, m, run, own) for m, run in scored.items()]
             cross.append(cross_row(family.name, "in-domain", own, None))
-        few = self.few_shot(families, skipped, randomized, in_domain_ckpt)
+        few = self.few_shot(families, skipped, models[TRAIN_FAMILY], in_domain_ckpt)
         return cross, few
 
     def few_shot(

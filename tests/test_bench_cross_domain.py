@@ -264,9 +264,9 @@ def test_cpu_scale_trains_the_randomized_model_on_1000_subjects(tmp_path: Path) 
     commands, runner = _recording_runner()
     bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
     families = {f.name: f for f in bench.FAMILIES}
-    bench_run.randomized_model(families["randomized"])
+    bench_run.randomized_models(families["randomized"])
     bench_run.train("in_domain_clinical", bench_run.cohort(families["clinical"], "train"))
-    synth_randomized, randomized, synth_clinical, clinical = commands
+    synth_randomized, randomized, _, _, synth_clinical, clinical = commands  # _: the pair
     assert synth_randomized[synth_randomized.index("--subjects") + 1] == "1000"
     assert synth_randomized[synth_randomized.index("--cohort") + 1] == "paper_x20"
     assert synth_clinical[synth_clinical.index("--subjects") + 1] == "51"
@@ -280,8 +280,8 @@ def test_the_pair_is_the_3_epoch_model_and_its_6_epoch_twin(tmp_path: Path) -> N
     commands, runner = _recording_runner()
     bench_run = bench.Benchmark(tmp_path, "cpu", 1, "ellipsoid", runner)
     randomized = next(f for f in bench.FAMILIES if f.name == bench.TRAIN_FAMILY)
-    first = bench_run.randomized_model(randomized)
-    pair = bench_run.randomized_pair(randomized, first)
+    models = bench_run.randomized_models(randomized)
+    first, pair = models[bench.TRAIN_FAMILY], models[bench.PAIR_MODEL]
     _, train_first, train_second, ensemble = commands  # the training file is synthesized once
     assert train_first[-2:] == ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1"]
     assert train_second[-2:] == ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=3"]
@@ -289,10 +289,10 @@ def test_the_pair_is_the_3_epoch_model_and_its_6_epoch_twin(tmp_path: Path) -> N
     assert data == [c for c in train_second if c.startswith("data.path=")]
     second = tmp_path / "train" / "randomized_long" / "checkpoints" / "last.ckpt"
     assert ensemble[1:] == [str(pair), str(first), str(second)]
-    assert bench_run.randomized_pair(randomized, first) == pair and len(commands) == 4  # reused
+    assert bench_run.randomized_models(randomized) == models and len(commands) == 4  # reused
     no_pair = bench.Benchmark(tmp_path / "b", "cpu", 1, "ellipsoid", runner)
     no_pair.scale = dataclasses.replace(no_pair.scale, pair_overrides=None)
-    assert no_pair.randomized_pair(randomized, first) is None
+    assert list(no_pair.randomized_models(randomized)) == [bench.TRAIN_FAMILY]
 
 
 def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
