@@ -15,7 +15,7 @@ The truth of a slice is the mean of the true map over the reference myocardium. 
 target: the flag catches >= 80% of the slices whose global T2* is off by more than 10% while
 flagging <= 25% of all slices.
 
-    python benchmarks/bench_t2star_qc.py PREDICTIONS.h5
+    python benchmarks/bench_t2star_qc.py PREDICTIONS.h5 [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def _text(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _slices(path: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]], np.ndarray]:
+def _slices(
+    path: str, overrides: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]], np.ndarray]:
     """Truth [N], value [N] (NaN: none), reason values per slice, bare-reason flag [N]."""
     with h5py.File(path, "r") as f:
         n = f["images"].shape[0]
@@ -66,7 +68,7 @@ def _slices(path: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]], 
             list(f["labels_pred"][:]),
             _text(f["subject_id"][:]),
             _text(f["slice_location"][:]),
-            config=load_t2star_config(overrides=_ALWAYS),
+            config=load_t2star_config(overrides=[*overrides, *_ALWAYS]),
             rv_insertion=f["rv_insertion"][:],
             phase_encoding_axis=f["phase_encoding_axis"][:],
             pixel_spacing_mm=f["pixel_spacing_mm"][:],
@@ -88,10 +90,17 @@ def _slices(path: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]], 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", help="predictions.h5 of cmrseg-predict (with the truth)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="T2* settings other than conf/t2star/default.yaml, e.g. region.global_lines=all",
+    )
     args = parser.parse_args()
     print("command: python benchmarks/bench_t2star_qc.py " + " ".join(sys.argv[1:]))
-    qc = load_t2star_config().qc
-    truth, value, reasons, bare = _slices(args.predictions)
+    qc = load_t2star_config(overrides=args.set).qc
+    truth, value, reasons, bare = _slices(args.predictions, args.set)
     off = np.abs(value / truth - 1.0) > 0.10
     print(
         f"{len(truth)} slices: {np.isfinite(value).sum()} with a value, {off.sum()} of them off "

@@ -49,6 +49,7 @@ from cmrseg.t2star.regions import (
     RvInsertionEstimate,
     core_erosion_px,
     estimate_rv_insertion_from_image,
+    off_cavity_lines_mask,
     wall_core_mask,
 )
 from cmrseg.t2star.signal import (
@@ -104,6 +105,7 @@ __all__ = [
     "mono_exp_offset",
     "myocardial_iron_mg_per_g",
     "noise_floor_mean",
+    "off_cavity_lines_mask",
     "quantify_region",
     "quantify_slice",
     "quantify_stack",

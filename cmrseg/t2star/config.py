@@ -45,6 +45,13 @@ class RegionOptions:
             borders along the phase-encoding axis, see :func:`~cmrseg.t2star.wall_core_mask`).
         core_erosion_mm: Erosion of ``core`` in mm from each border, converted per slice to
             pixels along the phase-encoding axis (:func:`~cmrseg.t2star.core_erosion_px`).
+        global_lines: Phase-encoding lines the global region uses: ``all``, or ``off_cavity``
+            (when the whole wall reads ``ok`` at or above ``floor_truncation_below_ms``, only
+            the wall on lines that cross no LV blood pool pixel, whose motion ghosts lengthen
+            the wall's T2*: :func:`~cmrseg.t2star.off_cavity_lines_mask`; the whole wall when
+            the axis is unknown, fewer than ``global_lines_min_pixels`` remain or their row is
+            not ``ok``). Sectors always use every line.
+        global_lines_min_pixels: Fewest wall pixels ``off_cavity`` needs.
         min_pixels: Regions with fewer pixels are ``too_few_pixels``; ``median_pixel`` regions
             with fewer usable pixel fits (a value, or censored at a bound) are ``fit_failed``.
         min_usable_share: ``median_pixel`` regions where a smaller share of the pixels has a
@@ -76,6 +83,8 @@ class RegionOptions:
     estimator: str
     wall: str
     core_erosion_mm: float
+    global_lines: str
+    global_lines_min_pixels: int
     min_pixels: int
     min_usable_share: float
     rv_insertion_fallback: str
@@ -91,14 +100,16 @@ class RegionOptions:
         choices = {
             "estimator": ("mean_signal", "median_pixel"),
             "wall": ("full", "core"),
+            "global_lines": ("all", "off_cavity"),
             "rv_insertion_fallback": ("image", "standard_orientation", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 value = getattr(self, name)
                 raise ValueError(f"region.{name} must be one of {allowed}, got {value!r}")
-        if self.min_pixels < 1:
-            raise ValueError(f"region.min_pixels must be >= 1, got {self.min_pixels}")
+        for name in ("min_pixels", "global_lines_min_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"region.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.min_usable_share <= 1:
             raise ValueError(
                 f"region.min_usable_share must be in [0, 1], got {self.min_usable_share}"

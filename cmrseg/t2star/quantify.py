@@ -20,6 +20,7 @@ from cmrseg.t2star.grading import grade_t2star
 from cmrseg.t2star.regions import (
     core_erosion_px,
     estimate_rv_insertion_from_image,
+    off_cavity_lines_mask,
     wall_core_mask,
 )
 from cmrseg.t2star.signal import NoiseEstimateError, estimate_noise
@@ -668,15 +669,22 @@ def quantify_slice(
     if pixel_fits is None:
         pixel_fits = PixelFits(labels.shape)
 
-    def _region(mask: np.ndarray, name: str, extra: tuple[str, ...] = ()) -> RegionResult:
+    def _region(
+        mask: np.ndarray, name: str, extra: tuple[str, ...] = (), roi: str | None = None
+    ) -> RegionResult:
         result = quantify_region(
-            images, te_ms, mask, config, region=name, noise=noise, pixel_fits=pixel_fits
+            images, te_ms, mask, config, region=name, noise=noise, roi=roi, pixel_fits=pixel_fits
         )
         if not extra:
             return result
         return dataclasses.replace(result, qc_reasons=(*result.qc_reasons, *extra))
 
     results = [_region(wall, "global")]
+    off_cavity = _off_cavity_wall(wall, labels, config, phase_encoding_axis, results[0])
+    if off_cavity is not None:
+        fewer_lines = _region(off_cavity, "global", roi=f"{config.region.wall}_off_cavity")
+        if fewer_lines.status is Status.OK:  # else the whole wall's row stands
+            results[0] = fewer_lines
     point, extra = sector_anchor(images, labels, rv_insertion, config)
     if point is None:
         results += [
@@ -688,6 +696,31 @@ def quantify_slice(
     for k, name in enumerate(REGIONS[1:], start=1):
         results.append(_region(wall & (sectors == k), name, extra))
     return results
+
+
+def _off_cavity_wall(
+    wall: np.ndarray,
+    labels: np.ndarray,
+    config: T2StarConfig,
+    phase_encoding_axis: int,
+    whole: RegionResult,
+) -> np.ndarray | None:
+    """The wall on lines off the cavity for the global region, or ``None`` to keep ``whole``.
+
+    Only with ``region.global_lines: off_cavity``, a known phase-encoding axis, at least
+    ``region.global_lines_min_pixels`` such pixels and a whole-wall row that is ``ok`` at or
+    above ``region.floor_truncation_below_ms``: in short regions the lines off the cavity still
+    carry other bright structures' ghosts into a floor, and on the phantom they read ``ok`` 30%
+    to 60% long where the whole wall was ``fit_failed`` or ``below_range``. The caller keeps
+    ``whole`` when the row on these pixels is not ``ok`` either (too few usable fits there).
+    """
+    region = config.region
+    if region.global_lines != "off_cavity" or phase_encoding_axis not in (0, 1):
+        return None
+    if whole.status is not Status.OK or whole.t2star_ms < region.floor_truncation_below_ms:
+        return None
+    off_cavity = wall & off_cavity_lines_mask(labels, phase_encoding_axis)
+    return off_cavity if off_cavity.sum() >= region.global_lines_min_pixels else None
 
 
 def _slice_erosion_px(
