@@ -571,7 +571,9 @@ def test_zero_filled_background_and_no_air_fall_back_visibly() -> None:
     zero_filled = np.where(images > 30.0, images, 0.0)
     rows = _rows(zero_filled, labels, rv)
     assert all("noise_model_fallback:zero_filled_background" in r["qc_reasons"] for r in rows)
-    assert rows[0]["method"] == "median_pixel/core/mono_offset" and rows[0]["noise_sigma"] == ""
+    assert rows[0]["method"] == "median_pixel/core_off_cavity/mono_offset"  # global, 30 ms
+    assert rows[1]["method"] == "median_pixel/core/mono_offset"  # sectors use every line
+    assert rows[0]["noise_sigma"] == ""
     assert all(r["qc"] == "review" for r in rows)
     no_air = images[:, 8:-8, 8:-8][:, 20:60, 20:60]
     crop_labels = labels[8:-8, 8:-8][20:60, 20:60]
@@ -585,7 +587,8 @@ def test_rows_name_the_method_noise_and_field() -> None:
     images, labels, rv = lv_slice(sigma=3.0, seed=7)
     rows = _rows(images, labels, rv)
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert rows[0]["method"] == "median_pixel/core/noise_corrected"
+    assert rows[0]["method"] == "median_pixel/core_off_cavity/noise_corrected"
+    assert rows[1]["method"] == "median_pixel/core/noise_corrected"
     assert float(rows[0]["noise_sigma"]) == pytest.approx(3.0, rel=0.1)
     assert float(rows[0]["n_coils"]) == pytest.approx(4.0, abs=0.5)
     assert rows[0]["grade"] == "normal"  # 30 ms
