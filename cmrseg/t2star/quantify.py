@@ -709,10 +709,10 @@ def _off_cavity_wall(
 
     Only with ``region.global_lines: off_cavity``, a known phase-encoding axis, at least
     ``region.global_lines_min_pixels`` such pixels and a whole-wall row that is ``ok`` at or
-    above ``region.floor_truncation_below_ms``: in short regions the lines off the cavity still
-    carry other bright structures' ghosts into a floor, and on the phantom they read ``ok`` 30%
-    to 60% long where the whole wall was ``fit_failed`` or ``below_range``. The caller keeps
-    ``whole`` when the row on these pixels is not ``ok`` either (too few usable fits there).
+    above ``region.floor_truncation_below_ms``: in short regions the wall off those lines still
+    sits on a floor, and on the phantom it read ``ok`` 30% to 60% long where the whole wall was
+    ``fit_failed`` or ``below_range``. The caller keeps ``whole`` when the row on these pixels
+    is not ``ok`` (too few usable fits there).
     """
     region = config.region
     if region.global_lines != "off_cavity" or phase_encoding_axis not in (0, 1):
