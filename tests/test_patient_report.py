@@ -225,6 +225,39 @@ def test_decay_curve_is_the_mean_signal_of_the_global_region(predicted, config) 
         assert cells[2] == " ".join(f"{s:.4g}" for s in mean)
 
 
+def test_decay_curve_follows_the_global_rows_pixels_off_the_cavity(config) -> None:
+    """With a known phase-encoding axis the global row uses the wall off the cavity's lines."""
+    stack = _three_slice_cohort()
+    stack.phase_encoding_axis = np.zeros(len(stack.subject_id), np.int8)
+    stack.t2star_map_ms = np.empty(stack.labels_pred.shape, np.float32)
+    rows = quantify_stack(
+        stack.images,
+        stack.te_ms,
+        stack.labels_pred,
+        stack.subject_id,
+        stack.slice_location,
+        config=config,
+        rv_insertion=stack.rv_insertion,
+        phase_encoding_axis=stack.phase_encoding_axis,
+        pixel_spacing_mm=stack.pixel_spacing_mm,
+        field_strength_t=stack.field_strength_t,
+        progress=False,
+        t2star_maps=stack.t2star_map_ms,
+    )
+    report = patient_report(stack, rows, "S001", config, method=METHOD, version=__version__)
+    methods = [_row(rows, p.slice_index, "global")["method"] for p in report.slices]
+    assert any("/core_off_cavity/" in m for m in methods)
+    for panel in report.slices:
+        i = panel.slice_index
+        labels = stack.labels_pred[i]
+        wall = wall_core_mask(labels, core_erosion_px(3.0, stack.pixel_spacing_mm[i], 0), 0)
+        if "/core_off_cavity/" in _row(rows, i, "global")["method"]:
+            wall &= ~(labels == 1).any(axis=0)[None, :]
+        assert panel.decay.n_pixels == int(_row(rows, i, "global")["n_pixels"]) == wall.sum()
+        mean = stack.images[i][:, wall].astype(float).mean(axis=1)
+        np.testing.assert_allclose(panel.decay.mean_signal, mean, rtol=1e-12)
+
+
 def test_maps_panels_and_embedded_png(predicted, config) -> None:
     folder, stack, rows = predicted
     report = patient_report(stack, rows, "S001", config, method=METHOD, version=__version__)

@@ -47,6 +47,7 @@ from cmrseg.t2star import (
     mono_exp_noise_corrected,
     myocardial_iron_mg_per_g,
     noise_floor_mean,
+    off_cavity_lines_mask,
     wall_core_mask,
 )
 from cmrseg.t2star.grading import GRADE_LOWER_BOUNDS_3T_MS, GRADE_LOWER_BOUNDS_MS
@@ -294,13 +295,25 @@ def _region_value(row: Mapping[str, str], iron_ok: bool) -> RegionValue:
 
 
 def _global_mask(
-    labels: np.ndarray, spacing_mm: np.ndarray, axis: int, config: T2StarConfig
+    labels: np.ndarray,
+    spacing_mm: np.ndarray,
+    axis: int,
+    config: T2StarConfig,
+    row: Mapping[str, str],
 ) -> np.ndarray:
-    """The pixels of the ``global`` row (the wall core when ``region.wall`` is ``core``)."""
-    if config.region.wall != "core":
-        return labels == MYOCARDIUM
-    erosion_px = core_erosion_px(config.region.core_erosion_mm, spacing_mm, axis)
-    return wall_core_mask(labels, erosion_px, axis)
+    """The pixels of the ``global`` row.
+
+    The wall core when ``region.wall`` is ``core``; of it only the pixels on phase-encoding lines
+    off the cavity when the row's ``method`` says so (``.../core_off_cavity/...``).
+    """
+    wall = labels == MYOCARDIUM
+    if config.region.wall == "core":
+        erosion_px = core_erosion_px(config.region.core_erosion_mm, spacing_mm, axis)
+        wall = wall_core_mask(labels, erosion_px, axis)
+    parts = row["method"].split("/")  # estimator/roi/model[/first_N_echoes]
+    if len(parts) > 1 and parts[1].endswith("_off_cavity"):
+        wall &= off_cavity_lines_mask(labels, axis)
+    return wall
 
 
 def _decay(
@@ -438,7 +451,7 @@ def patient_report(
         images = np.asarray(stack.images[i])
         labels = np.asarray(stack.labels_pred[i])
         axis = -1 if stack.phase_encoding_axis is None else int(stack.phase_encoding_axis[i])
-        mask = _global_mask(labels, stack.pixel_spacing_mm[i], axis, config)
+        mask = _global_mask(labels, stack.pixel_spacing_mm[i], axis, config, slice_rows["global"])
         regions = [slice_rows["global"], *(slice_rows[f"sector{k}"] for k in range(1, 7))]
         panels.append(
             SlicePanel(
