@@ -58,6 +58,25 @@ def _three_slice_cohort() -> EchoStack:
     )
 
 
+def _quantified(stack: EchoStack, config) -> list[dict[str, str]]:
+    """The ``t2star.csv`` rows of ``stack`` as cmrseg-predict computes them; fills its map."""
+    stack.t2star_map_ms = np.empty(stack.labels_pred.shape, np.float32)
+    return quantify_stack(
+        stack.images,
+        stack.te_ms,
+        stack.labels_pred,
+        stack.subject_id,
+        stack.slice_location,
+        config=config,
+        rv_insertion=stack.rv_insertion,
+        phase_encoding_axis=stack.phase_encoding_axis,
+        pixel_spacing_mm=stack.pixel_spacing_mm,
+        field_strength_t=stack.field_strength_t,
+        progress=False,
+        t2star_maps=stack.t2star_map_ms,
+    )
+
+
 @pytest.fixture(scope="module")
 def config():
     """Default T2* settings with the phantom's known noise (one channel)."""
@@ -69,20 +88,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory, config) -> tuple[Path, E
     """A predictions.h5 + t2star.csv pair as cmrseg-predict writes it, read back, and a report."""
     folder = tmp_path_factory.mktemp("predicted")
     stack = _three_slice_cohort()
-    stack.t2star_map_ms = np.empty(stack.labels_pred.shape, np.float32)
-    rows = quantify_stack(
-        stack.images,
-        stack.te_ms,
-        stack.labels_pred,
-        stack.subject_id,
-        stack.slice_location,
-        config=config,
-        rv_insertion=stack.rv_insertion,
-        pixel_spacing_mm=stack.pixel_spacing_mm,
-        field_strength_t=stack.field_strength_t,
-        progress=False,
-        t2star_maps=stack.t2star_map_ms,
-    )
+    rows = _quantified(stack, config)
     write_echo_stack(folder / "predictions.h5", stack)
     write_t2star_csv(folder / "t2star.csv", rows)
     stack = read_echo_stack(folder / "predictions.h5")
@@ -229,21 +235,7 @@ def test_decay_curve_follows_the_global_rows_pixels_off_the_cavity(config) -> No
     """With a known phase-encoding axis the global row uses the wall off the cavity's lines."""
     stack = _three_slice_cohort()
     stack.phase_encoding_axis = np.zeros(len(stack.subject_id), np.int8)
-    stack.t2star_map_ms = np.empty(stack.labels_pred.shape, np.float32)
-    rows = quantify_stack(
-        stack.images,
-        stack.te_ms,
-        stack.labels_pred,
-        stack.subject_id,
-        stack.slice_location,
-        config=config,
-        rv_insertion=stack.rv_insertion,
-        phase_encoding_axis=stack.phase_encoding_axis,
-        pixel_spacing_mm=stack.pixel_spacing_mm,
-        field_strength_t=stack.field_strength_t,
-        progress=False,
-        t2star_maps=stack.t2star_map_ms,
-    )
+    rows = _quantified(stack, config)
     report = patient_report(stack, rows, "S001", config, method=METHOD, version=__version__)
     methods = [_row(rows, p.slice_index, "global")["method"] for p in report.slices]
     assert any("/core_off_cavity/" in m for m in methods)
