@@ -5,10 +5,10 @@ and true map ``t2star_ms`` plus ``labels_pred`` and, when predict measured it,
 ``seg_uncertainty``), fits every slice's global myocardium on the predicted mask once through
 :func:`cmrseg.t2star.quantify_stack` (the ``cmrseg-predict`` path) with QC thresholds that make
 every value-carrying reason appear in ``qc_reasons`` (``r2=``, ``failed_pixels=``,
-``censored_pixels=``, ``ci_width=``, ``seg_uncertainty=``, ``few_pixels=``), then applies the
-shipped thresholds of ``conf/t2star/default.yaml`` (``qc``), sweeping one of them at a time:
-first with the others off (what each reason separates alone), then with the others at their
-shipped values (the curve of the shipped flag).
+``censored_pixels=``, ``ci_width=``, ``seg_uncertainty=``, ``fit_echoes=``, ``few_pixels=``),
+then applies the shipped thresholds of ``conf/t2star/default.yaml`` (``qc``), sweeping one of
+them at a time: first with the others off (what each reason separates alone), then with the
+others at their shipped values (the curve of the shipped flag).
 A slice is flagged when its row would say ``qc=review``: a reason past a threshold, a reason
 without a value (noise model fallback, background with artifacts, field), or no value at all.
 The truth of a slice is the mean of the true map over the reference myocardium. Issue 14
@@ -41,6 +41,7 @@ SWEEP = {
         np.greater,
         (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
     ),
+    "min_fit_echoes": ("fit_echoes", np.less, (0, 3, 4, 5, 6)),
 }
 _ALWAYS = [
     "qc.min_r2=2.0",
@@ -48,6 +49,7 @@ _ALWAYS = [
     "qc.max_censored_share=-1.0",
     "qc.max_ci_relative_width=-1.0",
     "qc.max_seg_uncertainty=-1.0",
+    "qc.min_fit_echoes=99",
 ]
 
 
@@ -115,7 +117,11 @@ def main() -> int:
         return out | few
 
     shipped = {key: getattr(qc, key) for key in SWEEP}
-    off_values = {"min_r2": -np.inf, **{k: np.inf for k in SWEEP if k != "min_r2"}}
+    off_values = {
+        **{k: np.inf for k in SWEEP},
+        "min_r2": -np.inf,
+        "min_fit_echoes": 0,
+    }
     has = np.isfinite(value)
     if not any("seg_uncertainty" in r for r in reasons):
         print("no seg_uncertainty in the file (cmrseg-predict seg_uncertainty=none, or older)")

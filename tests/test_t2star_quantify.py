@@ -149,18 +149,23 @@ def test_median_of_pixel_fits_fails_honestly_below_the_first_echo() -> None:
     assert too_short.n_pixels == 60
 
 
-def test_short_t2star_is_refitted_above_the_walls_own_floor() -> None:
-    # T2* 3.5 ms at SNR 30 plus ghosts: a constant artifact of random phase per pixel, 2.5x the
-    # noise SD, on every echo (the late echoes of a short-T2* wall on a scanner)
+def _short_wall_with_ghosts(snr: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """T2* 3.5 ms on 400 pixels of 4 coils plus ghosts: a constant artifact of random phase per
+    pixel, 2.5x the noise SD, on every echo (the late echoes of a short-T2* wall on a scanner).
+    Images ``[8, 1, 400]`` (noise SD 1 / snr per coil) and the mask."""
     rng = np.random.default_rng(5)
-    n_pixels, snr = 400, 30.0
+    n_pixels = 400
     coil = np.exp(-TE_MS / 3.5)[:, None, None] / 2.0
     ghost = 2.5 / snr * np.exp(2j * np.pi * rng.random((1, 1, n_pixels)))
     noise = rng.normal(size=(2, 4, 8, 1, n_pixels)) / snr
     channels = coil + noise[0] + 1j * noise[1]
     channels[0] = channels[0] + ghost
-    images = np.sqrt((np.abs(channels) ** 2).sum(axis=0))
-    mask = np.ones((1, n_pixels), bool)
+    return np.sqrt((np.abs(channels) ** 2).sum(axis=0)), np.ones((1, n_pixels), bool)
+
+
+def test_short_t2star_is_refitted_above_the_walls_own_floor() -> None:
+    images, mask = _short_wall_with_ghosts()
+    snr = 30.0
     config = load_t2star_config(overrides=["fit.n_coils=4"])
     truncated = quantify_region(images, TE_MS, mask, config, sigma=1 / snr)
     assert truncated.status is Status.OK
@@ -172,6 +177,31 @@ def test_short_t2star_is_refitted_above_the_walls_own_floor() -> None:
     assert "/first_" not in plain.method
     assert abs(truncated.t2star_ms / 3.5 - 1) < 0.5 * abs(plain.t2star_ms / 3.5 - 1)
     assert truncated.t2star_ms == pytest.approx(3.5, rel=0.1)
+
+
+def test_a_value_refitted_on_few_echoes_is_a_reason_to_look() -> None:
+    images, mask = _short_wall_with_ghosts()
+    results = {
+        n: quantify_region(
+            images,
+            TE_MS,
+            mask,
+            load_t2star_config(overrides=["fit.n_coils=4", f"qc.min_fit_echoes={n}"]),
+            sigma=1 / 30.0,
+        )
+        for n in (0, 3, 8)
+    }
+    kept = int(results[0].method.split("/first_")[1].split("_")[0])
+    assert 2 <= kept < 8 and all(r.method == results[0].method for r in results.values())
+    assert not any(r.startswith("fit_echoes") for r in results[0].qc_reasons)
+    assert f"fit_echoes={kept}" in results[8].qc_reasons
+    assert (f"fit_echoes={kept}" in results[3].qc_reasons) == (kept < 3)
+    # a wall that is not short keeps every echo: never the reason
+    long_wall = np.broadcast_to(100.0 * np.exp(-TE_MS / 30.0)[:, None, None], images.shape)
+    config = load_t2star_config(overrides=["fit.n_coils=4", "qc.min_fit_echoes=8"])
+    plain = quantify_region(long_wall + 1.0, TE_MS, mask, config, sigma=0.5)
+    assert plain.status is Status.OK and "/first_" not in plain.method
+    assert not any(r.startswith("fit_echoes") for r in plain.qc_reasons)
 
 
 @pytest.mark.parametrize(("second", "kept"), [(14.0, 1), (16.0, 2), (30.0, 3)])

@@ -142,6 +142,9 @@ class QcOptions:
         max_seg_uncertainty: Segmentation uncertainty of the slice (the share of myocardium
             pixels on which four rotated passes of the network disagree; given to
             :func:`~cmrseg.t2star.quantify_stack` by ``cmrseg-predict``) above this.
+        min_fit_echoes: A value refitted on fewer leading echoes than this (the floor
+            truncation of a short T2*) rests on the few echoes above the late-echo floor;
+            0 = never a reason.
     """
 
     min_r2: float
@@ -150,6 +153,7 @@ class QcOptions:
     min_pixels: int
     max_ci_relative_width: float
     max_seg_uncertainty: float
+    min_fit_echoes: int
 
 
 @dataclass

@@ -549,6 +549,8 @@ def quantify_region(
                 refit.t2star_ms, refit.s0, refit.r2, refit.status, refit.noise_test_only
             )
             details["method"] += f"/first_{int(keep.sum())}_echoes"
+            if keep.sum() < config.qc.min_fit_echoes:
+                reasons.append(f"fit_echoes={int(keep.sum())}")
         ok = fits.status == status_code(Status.OK)
         n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
         n_above = int((fits.status == status_code(Status.OUT_OF_RANGE)).sum())
