@@ -40,6 +40,7 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack
 from cmrseg.report.figures import figure_png
 from cmrseg.t2star import (
+    OFF_CAVITY_ROI_SUFFIX,
     T2StarConfig,
     core_erosion_px,
     grading_field_t,
@@ -311,7 +312,7 @@ def _global_mask(
         erosion_px = core_erosion_px(config.region.core_erosion_mm, spacing_mm, axis)
         wall = wall_core_mask(labels, erosion_px, axis)
     parts = row["method"].split("/")  # estimator/roi/model[/first_N_echoes]
-    if len(parts) > 1 and parts[1].endswith("_off_cavity"):
+    if len(parts) > 1 and parts[1].endswith(OFF_CAVITY_ROI_SUFFIX):
         wall &= off_cavity_lines_mask(labels, axis)
     return wall
 

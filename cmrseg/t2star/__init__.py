@@ -46,6 +46,7 @@ from cmrseg.t2star.quantify import (
     t2star_map,
 )
 from cmrseg.t2star.regions import (
+    OFF_CAVITY_ROI_SUFFIX,
     RvInsertionEstimate,
     core_erosion_px,
     estimate_rv_insertion_from_image,
@@ -69,6 +70,7 @@ __all__ = [
     "AGREEMENT_COLUMNS",
     "CSV_COLUMNS",
     "DEFAULT_CONFIG_PATH",
+    "OFF_CAVITY_ROI_SUFFIX",
     "REGIONS",
     "SIGNAL_MODELS",
     "SUMMARY_KEYS",

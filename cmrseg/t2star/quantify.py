@@ -18,6 +18,7 @@ from cmrseg.t2star.config import RegionOptions, T2StarConfig
 from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
 from cmrseg.t2star.regions import (
+    OFF_CAVITY_ROI_SUFFIX,
     core_erosion_px,
     estimate_rv_insertion_from_image,
     off_cavity_lines_mask,
@@ -548,9 +549,10 @@ def quantify_region(
             fits = _PixelSubset(
                 refit.t2star_ms, refit.s0, refit.r2, refit.status, refit.noise_test_only
             )
-            details["method"] += f"/first_{int(keep.sum())}_echoes"
-            if keep.sum() < config.qc.min_fit_echoes:
-                reasons.append(f"fit_echoes={int(keep.sum())}")
+            n_kept = int(keep.sum())
+            details["method"] += f"/first_{n_kept}_echoes"
+            if n_kept < config.qc.min_fit_echoes:
+                reasons.append(f"fit_echoes={n_kept}")
         ok = fits.status == status_code(Status.OK)
         n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
         n_above = int((fits.status == status_code(Status.OUT_OF_RANGE)).sum())
@@ -684,7 +686,7 @@ def quantify_slice(
     results = [_region(wall, "global")]
     off_cavity = _off_cavity_wall(wall, labels, config, phase_encoding_axis, results[0])
     if off_cavity is not None:
-        fewer_lines = _region(off_cavity, "global", roi=f"{config.region.wall}_off_cavity")
+        fewer_lines = _region(off_cavity, "global", roi=config.region.wall + OFF_CAVITY_ROI_SUFFIX)
         if fewer_lines.status is Status.OK:  # else the whole wall's row stands
             results[0] = fewer_lines
     point, extra = sector_anchor(images, labels, rv_insertion, config)

@@ -20,12 +20,17 @@ from cmrseg.core.geometry import as_label_image, displayed_angle_deg, lv_centroi
 from cmrseg.core.labels import BLOOD_POOL, MYOCARDIUM
 
 __all__ = [
+    "OFF_CAVITY_ROI_SUFFIX",
     "RvInsertionEstimate",
     "core_erosion_px",
     "estimate_rv_insertion_from_image",
     "off_cavity_lines_mask",
     "wall_core_mask",
 ]
+
+#: Ends the ROI part of a row's ``method`` (``estimator/roi/model``) when the region is the wall
+#: on phase-encoding lines off the cavity (:func:`off_cavity_lines_mask`), e.g. ``core_off_cavity``.
+OFF_CAVITY_ROI_SUFFIX = "_off_cavity"
 
 
 def core_erosion_px(
