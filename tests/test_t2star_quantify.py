@@ -685,12 +685,51 @@ def test_short_region_with_one_echo_above_its_floor_is_a_bound(t2star_ms: float,
     if status == "below_range":
         assert row["t2star_ms"] == "" and row["grade"] == "severe"
         assert "echoes_above_floor=1" in row["qc_reasons"].split(";")
-        # the bound is the all-echo estimate: near the truth without an artifact floor
-        assert float(row["t2star_ci_high_ms"]) == pytest.approx(t2star_ms, rel=0.25)
+        # a bound the T2* lies below, and close enough to grade
+        assert t2star_ms <= float(row["t2star_ci_high_ms"]) < 10.0
         assert row["method"] == "median_pixel/core/noise_corrected"
     else:
         assert row["method"].endswith("/first_2_echoes")
         assert float(row["t2star_ms"]) == pytest.approx(t2star_ms, rel=0.1)
+
+
+@pytest.mark.parametrize("snr", [15.0, 20.0, 30.0, 40.0])
+@pytest.mark.parametrize("t2star_ms", [1.6, 2.0, 2.4])
+def test_the_bound_of_a_short_region_is_above_its_truth(t2star_ms: float, snr: float) -> None:
+    # noise alone, no artifact floor: the all-echo pixel fits of a region whose second echo is
+    # in the noise floor end on the lower fit bound (1.49 ms) or near the truth on either side;
+    # neither is a bound ("below 1.49 ms" for a true 2.4 ms before). The two-echo decay is.
+    config = load_t2star_config(overrides=["fit.n_coils=4"])
+    mask = np.ones((1, 200), bool)
+    for seed in range(3):
+        images = _noisy_region(t2star_ms, snr, 200, seed)
+        result = quantify_region(images, TE_MS, mask, config, sigma=1 / snr)
+        if result.status is Status.BELOW_RANGE:
+            assert result.bound_ms >= t2star_ms
+            assert f"below_{result.bound_ms:.3g}ms" in result.qc_reasons
+        elif result.status is Status.OK:
+            assert result.t2star_ms == pytest.approx(t2star_ms, rel=0.25)
+
+
+def test_a_second_echo_below_a_later_one_is_no_short_t2star() -> None:
+    """A normal sector of 30 pixels whose echoes alternate (fat out of phase, ringing).
+
+    Its median curve (the phantom's, seed 38 `clinical`) drops from echo 1 to 2 as a T2* of
+    8 ms would, but echo 4 rises above echo 2: before, the two-echo decay made such regions
+    short, `below_range` < 8 ms and severe, though their pixel fits said 30-40 ms. (A drop onto
+    a flat plateau still counts: test_fast_decay_onto_a_high_plateau_is_not_read_as_the_plateau.)
+    """
+    curve = np.array([119.0, 86.0, 85.0, 94.0, 66.0, 82.0, 57.0, 71.0])
+    rng = np.random.default_rng(3)
+    sigma, n_pixels = 3.1, 30
+    channels = rng.normal(0.0, sigma, (2, 4, 8, n_pixels))
+    channels[0] += curve[:, None] * rng.uniform(0.9, 1.1, (1, n_pixels)) / 2.0
+    images = np.sqrt((channels**2).sum(axis=(0, 1)))[:, None, :]
+    config = load_t2star_config(overrides=["fit.n_coils=4"])
+    mask = np.ones((1, n_pixels), bool)
+    result = quantify_region(images, TE_MS, mask, config, sigma=sigma)
+    assert result.status is Status.OK and result.grade != "severe"
+    assert "/first_" not in result.method and result.t2star_ms > 20.0
 
 
 def test_r2_alone_biases_long_t2star_low_and_the_noise_test_removes_it() -> None:
