@@ -380,18 +380,19 @@ def _first_estimate_ms(
     fits: _PixelSubset,
     options: FitOptions,
     region: RegionOptions,
+    two_echo_ms: float,
 ) -> float | None:
     """A region's first estimate in ms; ``None`` without a trustworthy one.
 
     The censored median of the all-echo pixel fits (the lower fit bound when it is
-    ``below_range``) or, when shorter, the T2* of the decay between the first two echoes of the
-    region's median curve (:func:`_two_echo_t2star`). The second catches a fast decay onto a
-    plateau far above the noise floor (ghosts of bright blood, a coherent floor): there the
-    all-echo fits follow the plateau (a true 2 ms read 21.6 ms ``ok`` with a floor of 20% of
-    S0) while the first two echoes still show the fast decay. Where the all-echo fits are not
-    short, it counts only when no later echo lies clearly above the second
-    (:func:`_second_echo_depressed`): a decay onto a plateau does not rise again, while a second
-    echo below a later one is depressed on its own (fat out of phase, ringing), not decayed
+    ``below_range``) or, when shorter, ``two_echo_ms``, the T2* of the decay between the first
+    two echoes of the region's median curve (:func:`_two_echo_t2star`). The second catches a
+    fast decay onto a plateau far above the noise floor (ghosts of bright blood, a coherent
+    floor): there the all-echo fits follow the plateau (a true 2 ms read 21.6 ms ``ok`` with a
+    floor of 20% of S0) while the first two echoes still show the fast decay. Where the
+    all-echo fits are not short, it counts only when no later echo lies clearly above the
+    second (:func:`_second_echo_depressed`): a decay onto a plateau does not rise again, while a
+    second echo below a later one is depressed on its own (fat out of phase, ringing), not decayed
     (phantom seed 38, ``clinical``: normal apical sectors of 11-19 pixels, median curve 119, 86,
     85, 94, 66, ..., read 7-8 ms from their first two echoes and were ``below_range``, severe).
     ``None`` (the region stays ``fit_failed``) when fewer than ``region.min_pixels`` or
@@ -409,7 +410,7 @@ def _first_estimate_ms(
         return None
     if value >= region.floor_truncation_below_ms and _second_echo_depressed(images, mask):
         return value
-    return min(value, _two_echo_t2star(images[:, mask], te_ms))
+    return min(value, two_echo_ms)
 
 
 def _second_echo_depressed(images: np.ndarray, mask: np.ndarray) -> bool:
@@ -420,21 +421,19 @@ def _second_echo_depressed(images: np.ndarray, mask: np.ndarray) -> bool:
     absolute deviation; more than :data:`_DEPRESSED_ECHO_Z` standard errors above zero is clear.
     """
     later = images[2:, mask].astype(float) - images[1, mask].astype(float)
-    if later.size == 0:
-        return False
     median = np.median(later, axis=1)
     mad = np.median(np.abs(later - median[:, None]), axis=1)
     standard_error = 1.2533 * 1.4826 * mad / math.sqrt(later.shape[1])
     return bool(np.any(median > _DEPRESSED_ECHO_Z * standard_error))
 
 
-def _two_echo_t2star(images: np.ndarray, te_ms: np.ndarray) -> float:
-    """T2* (ms) of the decay between the medians of the first two echoes of ``[E, P]``.
+def _two_echo_t2star(first_echoes: np.ndarray, te_ms: np.ndarray) -> float:
+    """T2* (ms) of the decay between the medians of the first two echoes ``[2, P]``.
 
     ``inf`` when the median does not decay between them. A floor only slows that decay, so it
     is an upper bound of the T2* (as long as nothing depresses the second echo).
     """
-    first, second = np.median(images[:2].astype(float), axis=1)
+    first, second = np.median(first_echoes.astype(float), axis=1)
     if not (second > 0 and first > second):
         return math.inf
     return float((te_ms[1] - te_ms[0]) / math.log(first / second))
@@ -564,16 +563,20 @@ def quantify_region(
         cache = pixel_fits if pixel_fits is not None else PixelFits(mask.shape)
         fits = cache.fit(images, te_ms, mask, options, noise.sigma)
         r2_fits = fits.r2_only()
-        first_ms = _first_estimate_ms(images, te_ms, mask, r2_fits, options, config.region)
+        two_echo_ms = _two_echo_t2star(images[:2, mask], te_ms)
+        first_ms = _first_estimate_ms(
+            images, te_ms, mask, r2_fits, options, config.region, two_echo_ms
+        )
         if first_ms is not None and first_ms < config.region.floor_truncation_below_ms:
             # short by its R^2-accepted fits: a fit that passes only as noise is more likely
             # a late-echo floor (ghosts) fitted with a long T2*, so R^2 alone decides here
             fits, options = r2_fits, dataclasses.replace(options, noise_test_level=None)
         elif r2_fits is not fits:
-            first_ms = _first_estimate_ms(images, te_ms, mask, fits, options, config.region)
+            first_ms = _first_estimate_ms(
+                images, te_ms, mask, fits, options, config.region, two_echo_ms
+            )
         truncation = _short_t2star_echoes(images, te_ms, mask, first_ms, config.region)
         if truncation is not None and truncation[0].sum() < 2:
-            two_echo_ms = _two_echo_t2star(images[:, mask], te_ms)
             return _bounded_by_first_fit(
                 n_pixels,
                 truncation,
