@@ -275,6 +275,52 @@ class Steps:
         print(f"[done] {label} in {seconds:.0f} s", flush=True)
         self._record(label, kind, seconds, "ran")
 
+    def run_side_by_side(
+        self, items: Sequence[tuple[str, str, list[str], Callable[[], bool]]], logs: Path
+    ) -> None:
+        """Run the commands of ``items`` (label, kind, command, done) at once, skipping done ones.
+
+        Each command's output goes to ``logs/<label>.log``; the wall time recorded for each is
+        its own, while the others ran beside it.
+
+        Raises:
+            SystemExit: Once all have ended, if one failed or did not produce what it should
+                (the end of its log is printed first).
+        """
+        logs.mkdir(parents=True, exist_ok=True)
+        running = []
+        for label, kind, command, done in items:
+            if done():
+                print(f"[reused] {label}", flush=True)
+                self._record(label, kind, 0.0, "reused")
+                continue
+            print(f"[run] {label}: {' '.join(command)}", flush=True)
+            log = logs / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.log"
+            with log.open("w", encoding="utf-8") as handle:
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+            running.append((label, kind, done, log, process, time.perf_counter()))
+        failed = []
+        while running:
+            ended = next((r for r in running if r[4].poll() is not None), None)
+            if ended is None:
+                time.sleep(0.5)
+                continue
+            running.remove(ended)
+            label, kind, done, log, process, start = ended
+            seconds = time.perf_counter() - start
+            ok = process.returncode == 0 and done()
+            print(f"[{'done' if ok else 'FAILED'}] {label} in {seconds:.0f} s", flush=True)
+            self._record(label, kind, seconds, "ran" if ok else "failed")
+            if not ok:
+                tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+                print("\n".join(tail), flush=True)
+                failed.append(label)
+        if failed:
+            raise SystemExit(
+                f"bench_cross_domain: {', '.join(failed)} failed (logs in {logs}); fix it and "
+                "start the same command again to resume"
+            )
+
     def _record(self, label: str, kind: str, seconds: float, status: str) -> None:
         self.timings.append(
             {

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 from tqdm import tqdm
@@ -246,11 +250,12 @@ def synthesize_cohort(
     n_subjects: int | None = None,
     progress: bool = False,
     workers: int = -1,
+    jobs: int = 1,
 ) -> EchoStack:
     """Synthesize the first ``n_subjects`` subjects of a cohort as an echo stack.
 
     The result is a function of (``cfg``, ``cohort``, ``seed``) only; subject ``k`` is the same
-    whatever ``n_subjects`` is.
+    whatever ``n_subjects`` or ``jobs`` is.
 
     Args:
         cfg: Phantom configuration (see :func:`cmrseg.synth.load_synth_config`).
@@ -258,7 +263,9 @@ def synthesize_cohort(
         seed: Random seed.
         n_subjects: How many subjects, from the first; ``None`` for all.
         progress: Show a progress bar over subjects.
-        workers: Threads for scipy.fft.
+        workers: Threads for scipy.fft (one per process when ``jobs`` > 1).
+        jobs: Processes that synthesize subjects side by side (each subject carries its own
+            random stream, so the file does not depend on it).
 
     Returns:
         ``N = 3 * n_subjects`` slices with ``labels``, ``rv_insertion``,
@@ -266,22 +273,37 @@ def synthesize_cohort(
         ``randomize`` section the matrix and echo count are drawn for the file from ``seed``
         and echo times, pixel spacing and field per subject.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     if cfg.randomize is not None:
         cfg = randomize_file(cfg, seed)
     plans = cohort.plan(seed, n_subjects)
     slices: list[SyntheticSlice] = []
     subject_ids: list[str] = []
-    for plan in tqdm(plans, desc="subjects", unit="subject", disable=not progress):
-        subject_slices = synthesize_subject(cfg, plan, workers)
-        slices.extend(subject_slices)
-        subject_ids.extend([plan.subject_id] * len(subject_slices))
-        log.debug(
-            "%s (%s): myocardial T2* %.2f ms, liver T2* %.2f ms",
-            plan.subject_id,
-            plan.group,
-            plan.myocardium_t2star_ms,
-            plan.liver_t2star_ms,
+    with ExitStack() as stack:
+        subjects: Iterator[list[SyntheticSlice]]
+        if jobs > 1 and len(plans) > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(min(jobs, len(plans))))
+            subjects = pool.map(partial(synthesize_subject, cfg, workers=1), plans)
+        else:
+            subjects = (synthesize_subject(cfg, plan, workers) for plan in plans)
+        bar = tqdm(
+            zip(plans, subjects, strict=True),
+            total=len(plans),
+            desc="subjects",
+            unit="subject",
+            disable=not progress,
         )
+        for plan, subject_slices in bar:
+            slices.extend(subject_slices)
+            subject_ids.extend([plan.subject_id] * len(subject_slices))
+            log.debug(
+                "%s (%s): myocardial T2* %.2f ms, liver T2* %.2f ms",
+                plan.subject_id,
+                plan.group,
+                plan.myocardium_t2star_ms,
+                plan.liver_t2star_ms,
+            )
     n = len(slices)
     spacing = np.array([s.pixel_spacing_mm for s in slices], np.float32)
     return EchoStack(
