@@ -134,6 +134,7 @@ class GpuBenchmark:
             f"data.num_workers={self.args.workers}",
             f"trainer.max_epochs={epochs}",
             f"trainer.check_val_every_n_epoch={epochs}",
+            f"seed={self.args.seed}",
             f"hydra.run.dir={run_dir}",
             "test=false",
             "skip_finished=true",
@@ -196,9 +197,9 @@ def render(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, wall_s: 
     lines = [
         f"# Cross-domain benchmark at GPU scale ({MODEL})",
         "",
-        f"{args.subjects} randomized subjects (paper_x40, seed 0), {args.epochs} epochs "
-        f"(trainer={args.trainer}; {steps} optimizer steps logged"
-        + (f"; capped at {args.max_minutes} min" if args.max_minutes is not None else "")
+        f"{args.subjects} randomized subjects (paper_x40, seed 0), {args.epochs} epochs, "
+        f"training seed {args.seed} (trainer={args.trainer}; {steps} optimizer steps logged"
+        + (f"; cap {args.max_minutes} min" if args.max_minutes is not None else "")
         + f"). Wall time of this invocation: {wall_s:.0f} s (each step: timings.csv). "
         "Intervals: 95% bootstrap over subjects. In-domain: given (--in-domain), unpaired.",
         "",
@@ -251,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=20,
         help="subjects per test file (20, as pre-registered)",
     )
+    parser.add_argument("--seed", type=int, default=12345, help="training seed (12345)")
     parser.add_argument("--jobs", type=int, default=14, help="synthesis processes (14)")
     parser.add_argument("--workers", type=int, default=12, help="training loader workers (12)")
     parser.add_argument("--eval-threads", type=int, default=2, help="torch threads per eval (2)")

@@ -320,3 +320,30 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path
     fresh = bench_run.train("other", tmp_path / "data.h5")  # nothing to resume from
     assert fresh.parent.parent.name == "other"
     assert "ckpt_path=last" not in commands[1]
+
+
+def test_steps_side_by_side_run_at_once_and_report_every_failure(tmp_path: Path, capsys) -> None:
+    made = [tmp_path / "a", tmp_path / "b"]
+    python = sys.executable
+    slow = "import time, pathlib, sys; time.sleep(1); pathlib.Path(sys.argv[1]).touch()"
+    items = [
+        ("make a", "synth", [python, "-c", slow, str(made[0])], made[0].exists),
+        ("make b", "synth", [python, "-c", slow, str(made[1])], made[1].exists),
+        ("reused", "synth", ["false"], lambda: True),  # done already: never started
+        ("breaks", "eval", [python, "-c", "print('why it broke'); raise SystemExit(3)"], bool),
+    ]
+    steps = bench.Steps(tmp_path)
+    with pytest.raises(SystemExit, match=r"breaks failed \(logs in .*logs\)"):
+        steps.run_side_by_side(items, tmp_path / "logs")
+    assert all(p.exists() for p in made)  # the others ran to their end
+    assert "why it broke" in capsys.readouterr().out  # the end of the failed step's log
+    assert (tmp_path / "logs" / "breaks.log").read_text().strip() == "why it broke"
+    with (tmp_path / "timings.csv").open() as handle:
+        rows = {r["step"]: r for r in csv.DictReader(handle)}
+    assert {s: r["status"] for s, r in rows.items()} == {
+        "make a": "ran",
+        "make b": "ran",
+        "reused": "reused",
+        "breaks": "failed",
+    }
+    assert 1.0 <= float(rows["make a"]["seconds"]) < 1.0 + float(rows["make b"]["seconds"])
