@@ -231,6 +231,29 @@ def run_finished(run_dir: Path) -> bool:
         return False
 
 
+def train_command(data: Path, run_dir: Path, overrides: Sequence[str]) -> list[str]:
+    """``cmrseg-train experiment=randomized`` on ``data`` into ``run_dir`` with ``overrides``.
+
+    No test and no T2* callback (it draws no random numbers: the same training); a run that was
+    interrupted after writing ``last.ckpt`` resumes from it (``ckpt_path=last``).
+    """
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = ("ckpt_path=last",) if last.exists() and not run_finished(run_dir) else ()
+    return [
+        _cli("cmrseg-train"),
+        "experiment=randomized",
+        f"data.path={data}",
+        f"hydra.run.dir={run_dir}",
+        "test=false",
+        "skip_finished=true",
+        "~callbacks.t2star",
+        "logger=csv",
+        "extras.print_config=false",
+        *overrides,
+        *resume,
+    ]
+
+
 TIMING_COLUMNS = ("invocation", "step", "kind", "seconds", "status")
 
 
@@ -675,25 +698,9 @@ class Benchmark:
         """
         run_dir = self.out / "train" / name
         epochs = () if self.scale.epochs is None else (f"trainer.max_epochs={self.scale.epochs}",)
-        last = run_dir / "checkpoints" / "last.ckpt"
-        resume = ("ckpt_path=last",) if last.exists() and not run_finished(run_dir) else ()
-        command = [
-            _cli("cmrseg-train"),
-            "experiment=randomized",
-            f"data.path={data}",
-            f"hydra.run.dir={run_dir}",
-            "test=false",
-            "skip_finished=true",
-            "~callbacks.t2star",
-            "logger=csv",
-            "extras.print_config=false",
-            *self.common,
-            *epochs,
-            *overrides,
-            *resume,
-        ]
+        command = train_command(data, run_dir, (*self.common, *epochs, *overrides))
         self.steps.run(f"train {name}", "train", command, lambda: run_finished(run_dir))
-        return last
+        return run_dir / "checkpoints" / "last.ckpt"
 
     def randomized_models(self, family: Family) -> dict[str, Path]:
         """Synthesize the randomized training file once and train (or reuse) its models.

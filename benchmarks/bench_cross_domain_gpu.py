@@ -55,6 +55,7 @@ from bench_cross_domain import (
     cross_row,
     run_finished,
     synth_options,
+    train_command,
     write_csv,
 )
 
@@ -126,30 +127,19 @@ class GpuBenchmark:
         """Train (or reuse) the randomized model; return its last checkpoint."""
         run_dir = self.out / "train" / MODEL
         epochs = self.args.epochs
-        command = [
-            _cli("cmrseg-train"),
-            "experiment=randomized",
+        overrides = [
             f"trainer={self.args.trainer}",
-            f"data.path={data}",
             f"data.num_workers={self.args.workers}",
             f"trainer.max_epochs={epochs}",
             f"trainer.check_val_every_n_epoch={epochs}",
             f"seed={self.args.seed}",
-            f"hydra.run.dir={run_dir}",
-            "test=false",
-            "skip_finished=true",
-            "~callbacks.t2star",
-            "logger=csv",
-            "extras.print_config=false",
         ]
         if self.args.max_minutes is not None:
             minutes = self.args.max_minutes
-            command.append(f"+trainer.max_time=00:{minutes // 60:02d}:{minutes % 60:02d}:00")
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if last.exists() and not run_finished(run_dir):
-            command.append("ckpt_path=last")
+            overrides.append(f"+trainer.max_time=00:{minutes // 60:02d}:{minutes % 60:02d}:00")
+        command = train_command(data, run_dir, overrides)
         self.steps.run(f"train {MODEL}", "train", command, lambda: run_finished(run_dir))
-        return last
+        return run_dir / "checkpoints" / "last.ckpt"
 
     def eval_step(self, family: str, ckpt: Path, data: Path) -> tuple[str, str, list[str], Any]:
         """Side-by-side item of the evaluation of ``ckpt`` on ``data``."""
