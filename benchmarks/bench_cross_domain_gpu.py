@@ -39,22 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from bench_cross_domain import (
-    APEX_TARGET,
     CROSS_COLUMNS,
     FAMILIES,
-    GRADE_AGREEMENT,
-    T2STAR_BIAS_MS,
     TRAIN_FAMILY,
-    WITHIN_POINTS,
     Family,
     Steps,
     _cli,
     _fmt,
     _interval,
+    _judge,
     _number,
     cross_row,
     run_finished,
     synth_options,
+    target_checks,
     train_command,
     write_csv,
 )
@@ -217,16 +215,8 @@ def render(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, wall_s: 
     for r in rows:
         if r["family"] == TRAIN_FAMILY:
             continue
-        diff = float(r["minus_in_domain"])
-        checks = (
-            None if math.isnan(diff) else diff >= -WITHIN_POINTS,
-            float(r["below_0_5"]) == 0.0,
-            float(r["apex_jaccard"]) >= APEX_TARGET,
-            abs(float(r["t2star_bias_ms"])) <= T2STAR_BIAS_MS,
-            float(r["same_grade"]) >= GRADE_AGREEMENT,
-        )
-        judged = ("-" if c is None else "met" if c else "not met" for c in checks)
-        lines.append(f"| {r['family']} | {' | '.join(judged)} |")
+        judged = " | ".join(_judge(c, smoke=False) for c in target_checks(r))
+        lines.append(f"| {r['family']} | {judged} |")
     return "\n".join([*lines, ""])
 
 
