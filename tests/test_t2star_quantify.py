@@ -693,6 +693,30 @@ def test_short_region_with_one_echo_above_its_floor_is_a_bound(t2star_ms: float,
         assert float(row["t2star_ms"]) == pytest.approx(t2star_ms, rel=0.1)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_wall_whose_pixel_fits_fail_is_bounded_by_its_first_two_echoes(seed: int) -> None:
+    """A true 2.5 ms wall at low SNR (4 coils, noise SD 40 on S0 400): too few pixel fits are
+    usable, so the wall was ``fit_failed`` and the most severe patient had no grade (the paper's
+    2.1 ms patient on phantom seeds 37 and 48). The first two echoes of its median curve still
+    bound the T2* from above; the sectors keep their own fits, ``fit_failed`` where they fail."""
+    clean, labels, rv = lv_slice()
+    clean[:, labels == 2] = (400.0 * np.exp(-TE_MS / 2.5))[:, None]
+    noise = np.random.default_rng(seed).normal(size=(2, 4, *clean.shape)) * 40.0
+    images = np.sqrt(((clean / 2 + noise[0]) ** 2 + noise[1] ** 2).sum(axis=0))
+    rows = _rows(images, labels, rv)
+    wall = rows[0]
+    assert wall["status"] == "below_range" and wall["grade"] == "severe"
+    assert 2.5 <= float(wall["t2star_ci_high_ms"]) < 10.0
+    assert "echoes_above_floor=1" in wall["qc_reasons"].split(";")
+    assert sum(r["status"] == "fit_failed" for r in rows[1:]) >= 4
+    config = load_t2star_config(overrides=["fit.n_coils=4"])
+    mask = np.ones((1, 200), bool)
+    region = _noisy_region(2.5, 10.0, 200, seed)
+    assert quantify_region(region, TE_MS, mask, config, sigma=0.1).status is Status.BELOW_RANGE
+    sector = quantify_region(region, TE_MS, mask, config, sigma=0.1, bound_failed_fits=False)
+    assert sector.status is Status.FIT_FAILED
+
+
 @pytest.mark.parametrize("snr", [15.0, 20.0, 30.0, 40.0])
 @pytest.mark.parametrize("t2star_ms", [1.6, 2.0, 2.4])
 def test_the_bound_of_a_short_region_is_above_its_truth(t2star_ms: float, snr: float) -> None:

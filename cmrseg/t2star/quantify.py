@@ -398,11 +398,10 @@ def _first_estimate_ms(
     ``None`` (the region stays ``fit_failed``) when fewer than ``region.min_pixels`` or
     ``region.min_usable_share`` of the pixels have a usable fit.
     """
+    if _too_few_usable(fits, region):
+        return None
     ok = fits.status == status_code(Status.OK)
     n_below = int((fits.status == status_code(Status.BELOW_RANGE)).sum())
-    n_usable = int(ok.sum()) + n_below
-    if n_usable < region.min_pixels or n_usable < region.min_usable_share * ok.size:
-        return None
     status, value, _, _ = censored_median(fits.t2star_ms[ok], n_below, 0)
     if status is Status.BELOW_RANGE:
         return options.bounds_ms(te_ms)[0]
@@ -411,6 +410,16 @@ def _first_estimate_ms(
     if value >= region.floor_truncation_below_ms and _second_echo_depressed(images, mask):
         return value
     return min(value, two_echo_ms)
+
+
+def _too_few_usable(fits: _PixelSubset, region: RegionOptions) -> bool:
+    """Whether too few pixels have a usable fit (a value or a bound).
+
+    Fewer than ``region.min_pixels``, or than ``region.min_usable_share`` of the region.
+    """
+    usable = np.isin(fits.status, (status_code(Status.OK), status_code(Status.BELOW_RANGE)))
+    n_usable = int(usable.sum())
+    return n_usable < region.min_pixels or n_usable < region.min_usable_share * usable.size
 
 
 def _second_echo_depressed(images: np.ndarray, mask: np.ndarray) -> bool:
@@ -482,6 +491,7 @@ def quantify_region(
     noise: SliceNoise | None = None,
     roi: str | None = None,
     pixel_fits: PixelFits | None = None,
+    bound_failed_fits: bool = True,
 ) -> RegionResult:
     """T2* of the pixels in ``mask`` by the configured estimator.
 
@@ -521,6 +531,15 @@ def quantify_region(
         roi: Name of the ROI for ``method`` (default ``config.region.wall``).
         pixel_fits: ``median_pixel`` only: earlier pixel fits of this slice (same options and
             noise SD) to reuse and extend; ``None`` fits every pixel of ``mask``.
+        bound_failed_fits: ``median_pixel`` only: a region where neither the R^2-accepted nor
+            the noise-accepted pixel fits give a first estimate (too few usable) but whose first
+            two echoes decay fast (``two_echo_ms`` below ``region.floor_truncation_below_ms``,
+            the second echo not depressed) is short, with that decay as its first estimate,
+            instead of ``fit_failed``: the most severe iron, whose pixel fits fail on the floor
+            (the paper's 2.1 ms patient, phantom seeds 37 and 48). :func:`quantify_slice` sets
+            it for the global wall only: in a sector, ghost lines or fat make the first two
+            echoes of a normal wall decay fast on their own (phantom seed 38, ``hard``: eight
+            normal sectors read severe).
 
     Returns:
         :class:`RegionResult`.
@@ -575,6 +594,15 @@ def quantify_region(
             first_ms = _first_estimate_ms(
                 images, te_ms, mask, fits, options, config.region, two_echo_ms
             )
+        if (
+            first_ms is None
+            and bound_failed_fits
+            and _too_few_usable(fits, config.region)
+            and two_echo_ms < config.region.floor_truncation_below_ms
+            and not _second_echo_depressed(images, mask)
+        ):
+            first_ms = two_echo_ms
+            fits, options = r2_fits, dataclasses.replace(options, noise_test_level=None)
         truncation = _short_t2star_echoes(images, te_ms, mask, first_ms, config.region)
         if truncation is not None and truncation[0].sum() < 2:
             return _bounded_by_first_fit(
@@ -726,7 +754,15 @@ def quantify_slice(
         mask: np.ndarray, name: str, extra: tuple[str, ...] = (), roi: str | None = None
     ) -> RegionResult:
         result = quantify_region(
-            images, te_ms, mask, config, region=name, noise=noise, roi=roi, pixel_fits=pixel_fits
+            images,
+            te_ms,
+            mask,
+            config,
+            region=name,
+            noise=noise,
+            roi=roi,
+            pixel_fits=pixel_fits,
+            bound_failed_fits=name == "global",
         )
         if not extra:
             return result
