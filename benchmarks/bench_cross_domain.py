@@ -254,6 +254,20 @@ def train_command(data: Path, run_dir: Path, overrides: Sequence[str]) -> list[s
     ]
 
 
+def eval_command(ckpt: Path, data: Path, run_dir: Path, overrides: Sequence[str]) -> list[str]:
+    """``cmrseg-eval`` of ``ckpt`` on every slice of ``data`` into ``run_dir``."""
+    return [
+        _cli("cmrseg-eval"),
+        f"ckpt_path={ckpt}",
+        f"data.path={data}",
+        "split=all",
+        f"hydra.run.dir={run_dir}",
+        "skip_finished=true",
+        "extras.print_config=false",
+        *overrides,
+    ]
+
+
 TIMING_COLUMNS = ("invocation", "step", "kind", "seconds", "status")
 
 
@@ -731,16 +745,8 @@ class Benchmark:
     def evaluate(self, name: str, ckpt: Path, data: Path) -> Run:
         """Score ``ckpt`` on every slice of ``data`` (or reuse the scores)."""
         run_dir = self.out / "eval" / name
-        command = [
-            _cli("cmrseg-eval"),
-            f"ckpt_path={ckpt}",
-            f"data.path={data}",
-            "split=all",
-            f"hydra.run.dir={run_dir}",
-            "skip_finished=true",
-            "extras.print_config=false",
-            *(o for o in self.common if not o.startswith("trainer.check_val")),
-        ]
+        overrides = [o for o in self.common if not o.startswith("trainer.check_val")]
+        command = eval_command(ckpt, data, run_dir, overrides)
         self.steps.run(f"evaluate {name}", "eval", command, lambda: run_finished(run_dir))
         return read_run(run_dir)
 

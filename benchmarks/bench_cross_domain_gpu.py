@@ -50,6 +50,7 @@ from bench_cross_domain import (
     _judge,
     _number,
     cross_row,
+    eval_command,
     run_finished,
     synth_options,
     target_checks,
@@ -92,7 +93,7 @@ def training_steps(run_dir: Path) -> int | None:
     steps = [
         int(row["step"])
         for path in run_dir.glob("csv/**/metrics.csv")
-        for row in csv.DictReader(path.open(encoding="utf-8"))
+        for row in csv.DictReader(path.read_text(encoding="utf-8").splitlines())
         if row.get("step", "").isdigit()
     ]
     return max(steps) + 1 if steps else None
@@ -139,20 +140,18 @@ class GpuBenchmark:
         self.steps.run(f"train {MODEL}", "train", command, lambda: run_finished(run_dir))
         return run_dir / "checkpoints" / "last.ckpt"
 
+    def eval_dir(self, family: str) -> Path:
+        """Run folder of the evaluation on ``family``'s test file."""
+        return self.out / "eval" / f"{MODEL}_on_{family}"
+
     def eval_step(self, family: str, ckpt: Path, data: Path) -> tuple[str, str, list[str], Any]:
         """Side-by-side item of the evaluation of ``ckpt`` on ``data``."""
-        run_dir = self.out / "eval" / f"{MODEL}_on_{family}"
-        command = [
-            _cli("cmrseg-eval"),
-            f"ckpt_path={ckpt}",
-            f"data.path={data}",
+        run_dir = self.eval_dir(family)
+        overrides = (
             f"trainer={self.args.trainer}",
-            "split=all",
-            f"hydra.run.dir={run_dir}",
-            "skip_finished=true",
-            "extras.print_config=false",
             f"extras.torch_num_threads={self.args.eval_threads}",
-        ]
+        )
+        command = eval_command(ckpt, data, run_dir, overrides)
         return f"evaluate {MODEL} on {family}", "eval", command, lambda: run_finished(run_dir)
 
     def run(self, in_domain: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -171,7 +170,7 @@ class GpuBenchmark:
         self.steps.run_side_by_side(evals, self.logs)
         rows = []
         for name in tests:
-            row = cross_row(name, MODEL, read_run(self.out / "eval" / f"{MODEL}_on_{name}"), None)
+            row = cross_row(name, MODEL, read_run(self.eval_dir(name)), None)
             own = in_domain.get(name, math.nan)
             row |= {"in_domain_jaccard": own, "training_steps": steps}
             row["minus_in_domain"] = float(row["jaccard"]) - own

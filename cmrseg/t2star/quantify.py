@@ -642,7 +642,7 @@ def quantify_region(
             )
         n_usable = int(ok.sum()) + n_below
         usable_share = n_usable / n_pixels
-        if n_usable < config.region.min_pixels or usable_share < config.region.min_usable_share:
+        if _too_few_usable(fits, config.region):
             reasons.append(f"usable_share={usable_share:.2f}")
             return RegionResult.without_value(
                 region, n_pixels, Status.FIT_FAILED, qc_reasons=tuple(reasons), **details
