@@ -24,6 +24,7 @@ from cmrseg.t2star import (
     RegionOptions,
     Status,
     T2StarConfig,
+    core_erosion_px,
     fit_curves,
     floor_truncation,
     grade_t2star,
@@ -34,6 +35,7 @@ from cmrseg.t2star import (
     quantify_slice,
     quantify_stack,
     t2star_map,
+    wall_core_mask,
 )
 
 TE_MS = np.linspace(2.97, 21.68, 8)
@@ -842,8 +844,25 @@ def test_global_region_can_leave_out_the_lines_through_the_cavity() -> None:
     # the core's 788 pixels, fewer than region.min_pixels)
     kept = run(0, "region.global_lines=off_cavity", "region.min_pixels=500")[0]
     assert kept.status is Status.OK and kept.method == "median_pixel/core/noise_corrected"
-    # short regions keep every line (there the lines off the cavity read long too)
-    short = run(0, "region.global_lines=off_cavity", "region.floor_truncation_below_ms=40")[0]
-    assert "off_cavity" not in short.method
+    # a short wall (ok below region.floor_truncation_below_ms, here raised to 40 ms) reports the
+    # geometric mean of its whole core's row and its row off the cavity's lines
+    shorter = ("region.floor_truncation_below_ms=40",)
+    short = run(0, "region.global_lines=off_cavity", *shorter)[0]
+    whole = run(0, "region.global_lines=all", *shorter)[0]
+    config = load_t2star_config(overrides=["fit.n_coils=4", *shorter])
+    core = wall_core_mask(labels, core_erosion_px(3.0, PHANTOM_MM, 0), 0)
+    off = quantify_region(
+        ghosted, TE_MS, core & off_cavity_lines_mask(labels, 0), config, sigma=8.0
+    )
+    assert whole.t2star_ms > off.t2star_ms  # the ghosts lengthen the whole wall's T2*
+    assert short.method == "median_pixel/core+core_off_cavity/noise_corrected"
+    assert short.t2star_ms == pytest.approx(np.sqrt(whole.t2star_ms * off.t2star_ms))
+    assert short.ci_low_ms == pytest.approx(np.sqrt(whole.ci_low_ms * off.ci_low_ms))
+    assert short.ci_high_ms == pytest.approx(np.sqrt(whole.ci_high_ms * off.ci_high_ms))
+    assert short.n_pixels == whole.n_pixels and short.status is Status.OK
+    # ...judged by the CI of the combination, the rest of the QC reasons the whole core's
+    strict = run(0, "region.global_lines=off_cavity", *shorter, "qc.max_ci_relative_width=0")[0]
+    width = (short.ci_high_ms - short.ci_low_ms) / short.t2star_ms
+    assert strict.qc_reasons == (f"ci_width={width:.2f}",)
     with pytest.raises(ValueError, match="global_lines"):
         load_t2star_config(overrides=["region.global_lines=septum"])

@@ -40,6 +40,7 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack
 from cmrseg.report.figures import figure_png
 from cmrseg.t2star import (
+    BOTH_ROIS_SEPARATOR,
     OFF_CAVITY_ROI_SUFFIX,
     T2StarConfig,
     core_erosion_px,
@@ -305,14 +306,19 @@ def _global_mask(
     """The pixels of the ``global`` row.
 
     The wall core when ``region.wall`` is ``core``; of it only the pixels on phase-encoding lines
-    off the cavity when the row's ``method`` says so (``.../core_off_cavity/...``).
+    off the cavity when the row's ``method`` says so (``.../core_off_cavity/...``; a short wall's
+    ``core+core_off_cavity``, which combines both, keeps the whole core).
     """
     wall = labels == MYOCARDIUM
     if config.region.wall == "core":
         erosion_px = core_erosion_px(config.region.core_erosion_mm, spacing_mm, axis)
         wall = wall_core_mask(labels, erosion_px, axis)
     parts = row["method"].split("/")  # estimator/roi/model[/first_N_echoes]
-    if len(parts) > 1 and parts[1].endswith(OFF_CAVITY_ROI_SUFFIX):
+    if (
+        len(parts) > 1
+        and parts[1].endswith(OFF_CAVITY_ROI_SUFFIX)
+        and BOTH_ROIS_SEPARATOR not in parts[1]
+    ):
         wall &= off_cavity_lines_mask(labels, axis)
     return wall
 
