@@ -822,11 +822,12 @@ def _both_lines(whole: RegionResult, off_cavity: RegionResult, qc: QcOptions) ->
     them the wall is a few lateral pixels, read short or long by the Gibbs ringing and partial
     volume of its own. On the phantom's short walls the errors of the two rows correlate at
     only 0.4-0.8, and their geometric mean was the more accurate on both presets
-    (pre-registration 28, benchmarks/README.md); either row alone was not (27). The CI is the
-    geometric mean of the two rows' CI ends: no narrower than that of the mean of two
-    positively correlated estimates. ``n_pixels``, the fit details and the QC reasons are the
-    whole core's, with ``ci_width`` judged on the combined CI; ``s0`` is the geometric mean,
-    ``r2`` the lower of the two. ``method`` names both ROIs (``core+core_off_cavity``).
+    (pre-registration 28, benchmarks/README.md); the off-cavity row alone was not (27). The CI
+    is the geometric mean of the two rows' CI ends, about the mean of their widths: what the
+    mean of two estimates needs at most, whatever their correlation. ``n_pixels``, the fit
+    details and the QC reasons are the whole core's, with ``ci_width`` judged on the combined
+    CI; ``s0`` is the geometric mean, ``r2`` the lower of the two. ``method`` names both ROIs
+    (``core+core_off_cavity``).
     """
     value = math.sqrt(whole.t2star_ms * off_cavity.t2star_ms)
     low = math.sqrt(whole.ci_low_ms * off_cavity.ci_low_ms)
