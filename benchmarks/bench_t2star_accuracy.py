@@ -201,9 +201,9 @@ def seed_summary(musts: dict[int, list[Must]]) -> list[str]:
     slice in its band) has a NaN mean.
     """
     seeds = sorted(musts)
-    keys = list(dict.fromkeys((m.preset, m.name, m.target) for s in seeds for m in musts[s]))
+    keys = list(dict.fromkeys((m.preset, m.name) for s in seeds for m in musts[s]))
     lines = [f"over {len(seeds)} seeds ({', '.join(map(str, seeds))}):"]
-    for preset, name, target in keys:
+    for preset, name in keys:
         found = [m for s in seeds for m in musts[s] if (m.preset, m.name) == (preset, name)]
         values = np.array([m.value for m in found])
         mean = float(values.mean())
@@ -214,7 +214,7 @@ def seed_summary(musts: dict[int, list[Must]]) -> list[str]:
         else:
             interval = ""
         lines.append(
-            f"  {preset} {name} {target}: passed on {sum(m.passed for m in found)} of "
+            f"  {preset} {name} {found[0].target}: passed on {sum(m.passed for m in found)} of "
             f"{len(found)}; mean {show(mean)}{interval}; per seed "
             + " ".join(m.shown() for m in found)
         )

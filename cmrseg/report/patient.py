@@ -40,7 +40,6 @@ from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.data.echo_stack import EchoStack
 from cmrseg.report.figures import figure_png
 from cmrseg.t2star import (
-    BOTH_ROIS_SEPARATOR,
     OFF_CAVITY_ROI_SUFFIX,
     T2StarConfig,
     core_erosion_px,
@@ -314,11 +313,7 @@ def _global_mask(
         erosion_px = core_erosion_px(config.region.core_erosion_mm, spacing_mm, axis)
         wall = wall_core_mask(labels, erosion_px, axis)
     parts = row["method"].split("/")  # estimator/roi/model[/first_N_echoes]
-    if (
-        len(parts) > 1
-        and parts[1].endswith(OFF_CAVITY_ROI_SUFFIX)
-        and BOTH_ROIS_SEPARATOR not in parts[1]
-    ):
+    if len(parts) > 1 and parts[1] == config.region.wall + OFF_CAVITY_ROI_SUFFIX:
         wall &= off_cavity_lines_mask(labels, axis)
     return wall
 

@@ -46,7 +46,6 @@ from cmrseg.t2star.quantify import (
     t2star_map,
 )
 from cmrseg.t2star.regions import (
-    BOTH_ROIS_SEPARATOR,
     OFF_CAVITY_ROI_SUFFIX,
     RvInsertionEstimate,
     core_erosion_px,
@@ -69,7 +68,6 @@ from cmrseg.t2star.table import CSV_COLUMNS, quantify_stack, slice_rows, write_t
 
 __all__ = [
     "AGREEMENT_COLUMNS",
-    "BOTH_ROIS_SEPARATOR",
     "CSV_COLUMNS",
     "DEFAULT_CONFIG_PATH",
     "OFF_CAVITY_ROI_SUFFIX",

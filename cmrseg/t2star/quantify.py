@@ -18,7 +18,6 @@ from cmrseg.t2star.config import QcOptions, RegionOptions, T2StarConfig
 from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
 from cmrseg.t2star.regions import (
-    BOTH_ROIS_SEPARATOR,
     OFF_CAVITY_ROI_SUFFIX,
     core_erosion_px,
     estimate_rv_insertion_from_image,
@@ -672,9 +671,7 @@ def quantify_region(
         )
     if not r2 >= config.qc.min_r2:
         reasons.append(f"r2={r2:.2f}")
-    width = (ci_high - ci_low) / value
-    if not width <= config.qc.max_ci_relative_width:
-        reasons.append(f"ci_width={width:.2f}")
+    reasons += _ci_width_reasons(value, ci_low, ci_high, config.qc)
     return RegionResult(
         region,
         value,
@@ -815,6 +812,12 @@ def _off_cavity_wall(
     return off_cavity if off_cavity.sum() >= region.global_lines_min_pixels else None
 
 
+def _ci_width_reasons(value: float, low: float, high: float, qc: QcOptions) -> list[str]:
+    """``ci_width=<w>`` when the relative width of the 95% CI is past ``qc``'s (or unknown)."""
+    width = (high - low) / value
+    return [] if width <= qc.max_ci_relative_width else [f"ci_width={width:.2f}"]
+
+
 def _both_lines(whole: RegionResult, off_cavity: RegionResult, qc: QcOptions) -> RegionResult:
     """A short wall's global row: the geometric mean of its whole core's and off-cavity rows.
 
@@ -833,11 +836,9 @@ def _both_lines(whole: RegionResult, off_cavity: RegionResult, qc: QcOptions) ->
     low = math.sqrt(whole.ci_low_ms * off_cavity.ci_low_ms)
     high = math.sqrt(whole.ci_high_ms * off_cavity.ci_high_ms)
     reasons = [r for r in whole.qc_reasons if not r.startswith("ci_width=")]
-    width = (high - low) / value
-    if not width <= qc.max_ci_relative_width:
-        reasons.append(f"ci_width={width:.2f}")
+    reasons += _ci_width_reasons(value, low, high, qc)
     parts = whole.method.split("/")  # estimator/roi/model[/first_N_echoes]
-    parts[1] += BOTH_ROIS_SEPARATOR + off_cavity.method.split("/")[1]
+    parts[1] += "+" + off_cavity.method.split("/")[1]
     return dataclasses.replace(
         whole,
         t2star_ms=value,

@@ -20,7 +20,6 @@ from cmrseg.core.geometry import as_label_image, displayed_angle_deg, lv_centroi
 from cmrseg.core.labels import BLOOD_POOL, MYOCARDIUM
 
 __all__ = [
-    "BOTH_ROIS_SEPARATOR",
     "OFF_CAVITY_ROI_SUFFIX",
     "RvInsertionEstimate",
     "core_erosion_px",
@@ -30,11 +29,9 @@ __all__ = [
 ]
 
 #: Ends the ROI part of a row's ``method`` (``estimator/roi/model``) when the region is the wall
-#: on phase-encoding lines off the cavity (:func:`off_cavity_lines_mask`), e.g. ``core_off_cavity``.
+#: on phase-encoding lines off the cavity (:func:`off_cavity_lines_mask`), e.g. ``core_off_cavity``
+#: (a short wall's row, which combines both ROIs, says ``core+core_off_cavity``).
 OFF_CAVITY_ROI_SUFFIX = "_off_cavity"
-#: Joins the two ROIs of a global row whose value combines the whole wall's and the off-cavity
-#: wall's (a short wall: :func:`cmrseg.t2star.quantify_slice`), e.g. ``core+core_off_cavity``.
-BOTH_ROIS_SEPARATOR = "+"
 
 
 def core_erosion_px(
