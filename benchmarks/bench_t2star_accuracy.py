@@ -11,13 +11,14 @@ Truth: the mean of the true map ``t2star_ms`` over the labelled myocardium of th
 sector for sector rows). Reported per true-T2* band (2-5, 5-10, 10-20, 20-45 ms): median
 |relative error| and bias of the rows with a value, the share of slices within 5% (slices without
 a value count as outside), statuses, the largest error of an ``ok`` row, and the grade confusion
-matrix (a ``below_range`` row grades as its bound does). The noise level estimated per slice
-(:func:`cmrseg.t2star.estimate_noise`, coil count estimated and given) is compared with the
-phantom's true per-coil SD (``SyntheticSlice.sigma``). Must-reach thresholds are printed as
-PASS/FAIL. With several seeds (each a fresh cohort: new anatomy, T2* and noise) each seed is
-reported in full, then every must over the seeds: on how many it passed, and the mean with its
-95% t-interval (seeds as independent samples), which says whether a target is met on average
-rather than on one lucky or unlucky cohort.
+matrix (a ``below_range`` row grades as its bound does); for sectors also the median signed
+error per sector number, where partial volume on one side of the heart shows. The noise level
+estimated per slice (:func:`cmrseg.t2star.estimate_noise`, coil count estimated and given) is
+compared with the phantom's true per-coil SD (``SyntheticSlice.sigma``). Must-reach thresholds
+are printed as PASS/FAIL. With several seeds (each a fresh cohort: new anatomy, T2* and noise)
+each seed is reported in full, then every must over the seeds: on how many it passed, and the
+mean with its 95% t-interval (seeds as independent samples), which says whether a target is met
+on average rather than on one lucky or unlucky cohort.
 
     python benchmarks/bench_t2star_accuracy.py [--subjects 51] [--presets clinical hard]
         [--seed 1 [2 ...]] [--workers 2]
@@ -221,6 +222,28 @@ def seed_summary(musts: dict[int, list[Must]]) -> list[str]:
     return lines
 
 
+def sector_bias(sectors: np.ndarray, use: np.ndarray) -> list[float]:
+    """Median signed relative error of each sector number (1-6) over the rows in ``use``.
+
+    Args:
+        sectors: ``[6 N, 2]`` (truth, value) of N slices' sector rows, six per slice in the
+            CSV's order (sector 1 first).
+        use: Boolean ``[6 N]``: the rows to count.
+
+    Returns:
+        Six values (NaN for a sector without a row to count).
+    """
+    number = np.arange(len(sectors)) % 6
+    return [
+        float(np.median(sectors[m, 1] / sectors[m, 0] - 1.0)) if m.any() else np.nan
+        for m in (use & (number == k) for k in range(6))
+    ]
+
+
+def _signed(values: list[float]) -> str:
+    return " ".join(f"{k}: {100 * v:+.1f}%" for k, v in enumerate(values, start=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=51, help="first N subjects of the cohort")
@@ -296,6 +319,8 @@ def _report_seed(
             f"sectors: {100 * sector_ok.mean():.1f}% of rows ok; median |err| of ok rows "
             f"(true 2-45 ms) {100 * sector_mae:.2f}%"
         )
+        bias = sector_bias(sectors, in_range)
+        print("sector bias 1-6 (median signed error of those rows): " + _signed(bias))
         noise = np.array([r for p in parts for r in p["noise"]])
         for k, label in ((0, "coil count estimated"), (2, "coil count given")):
             print(

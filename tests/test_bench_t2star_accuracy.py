@@ -50,3 +50,15 @@ def test_seed_summary_counts_passes_and_gives_the_t_interval_of_the_mean() -> No
     )
     one = bench.seed_summary({7: _clinical(0.9)})
     assert "passed on 1 of 1; mean 90.0%; per seed 90.0%" in one[2]
+
+
+def test_sector_bias_is_the_median_signed_error_of_each_sector_number() -> None:
+    # two slices, six sector rows each; sector 2 reads 10% low on both, sector 6 is never used
+    truth = np.full(12, 20.0)
+    value = truth * np.array([1.0, 0.9, 1.0, 1.02, 1.0, 1.0, 1.04, 0.9, 1.0, 1.02, 1.0, 1.0])
+    use = np.ones(12, dtype=bool)
+    use[[5, 11]] = False
+    bias = bench.sector_bias(np.stack([truth, value], axis=1), use)
+    assert bias[:5] == pytest.approx([0.02, -0.1, 0.0, 0.02, 0.0])
+    assert np.isnan(bias[5])
+    assert bench._signed(bias[:2]) == "1: +2.0% 2: -10.0%"
