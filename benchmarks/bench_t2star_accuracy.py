@@ -222,20 +222,20 @@ def seed_summary(musts: dict[int, list[Must]]) -> list[str]:
     return lines
 
 
-def sector_bias(sectors: np.ndarray, use: np.ndarray) -> list[float]:
+def sector_bias(error: np.ndarray, use: np.ndarray) -> list[float]:
     """Median signed relative error of each sector number (1-6) over the rows in ``use``.
 
     Args:
-        sectors: ``[6 N, 2]`` (truth, value) of N slices' sector rows, six per slice in the
-            CSV's order (sector 1 first).
+        error: ``[6 N]`` value / truth - 1 of N slices' sector rows, six per slice in the CSV's
+            order (sector 1 first).
         use: Boolean ``[6 N]``: the rows to count.
 
     Returns:
         Six values (NaN for a sector without a row to count).
     """
-    number = np.arange(len(sectors)) % 6
+    number = np.arange(len(error)) % 6
     return [
-        float(np.median(sectors[m, 1] / sectors[m, 0] - 1.0)) if m.any() else np.nan
+        float(np.median(error[m])) if m.any() else np.nan
         for m in (use & (number == k) for k in range(6))
     ]
 
@@ -314,12 +314,13 @@ def _report_seed(
         sectors = np.array([r[:2] for p in parts for r in p["sectors"]], dtype=float)
         sector_ok = np.array([r[2] == "ok" for p in parts for r in p["sectors"]])
         in_range = (sectors[:, 0] >= 2.0) & (sectors[:, 0] < 45.0) & sector_ok
-        sector_mae = float(np.median(np.abs(sectors[in_range, 1] / sectors[in_range, 0] - 1.0)))
+        sector_error = sectors[:, 1] / sectors[:, 0] - 1.0
+        sector_mae = float(np.median(np.abs(sector_error[in_range])))
         print(
             f"sectors: {100 * sector_ok.mean():.1f}% of rows ok; median |err| of ok rows "
             f"(true 2-45 ms) {100 * sector_mae:.2f}%"
         )
-        bias = sector_bias(sectors, in_range)
+        bias = sector_bias(sector_error, in_range)
         print("sector bias 1-6 (median signed error of those rows): " + _signed(bias))
         noise = np.array([r for p in parts for r in p["noise"]])
         for k, label in ((0, "coil count estimated"), (2, "coil count given")):
