@@ -62,3 +62,41 @@ def test_sector_bias_is_the_median_signed_error_of_each_sector_number() -> None:
     assert bias[:5] == pytest.approx([0.02, -0.1, 0.0, 0.02, 0.0])
     assert np.isnan(bias[5])
     assert bench._signed(bias[:2]) == "1: +2.0% 2: -10.0%"
+
+
+def test_roi_truth_is_the_true_mean_of_the_pixels_the_method_names() -> None:
+    # a square wall (rows 2-13, columns 2-13) around a blood pool (rows 5-10, columns 5-10);
+    # phase along the rows: columns 5-10 cross the cavity, the others do not
+    labels = np.zeros((16, 16), np.int8)
+    labels[2:14, 2:14] = 2
+    labels[5:11, 5:11] = 1
+    t2 = np.tile(np.arange(16, dtype=float), (16, 1)) + 20.0  # T2* rises with the column
+    wall = labels == 2
+    off = wall.copy()
+    off[:, 5:11] = False
+    core = wall.copy()
+    core[[2, 4, 11, 13], 5:11] = False  # 1 px off each border along the rows, cavity columns
+    core[[2, 13], :] = False  # and the outer rows of the off-cavity columns
+    roi = bench.roi_truth
+    assert roi(t2, labels, "median_pixel/full/noise_corrected", 1, 0) == pytest.approx(
+        t2[wall].mean()
+    )
+    assert roi(t2, labels, "median_pixel/full_off_cavity/mono", 1, 0) == pytest.approx(
+        t2[off].mean()
+    )
+    assert roi(t2, labels, "median_pixel/core/mono", 1, 0) == pytest.approx(t2[core].mean())
+    both = roi(t2, labels, "median_pixel/core+core_off_cavity/mono/first_3_echoes", 1, 0)
+    assert both == pytest.approx(np.sqrt(t2[core].mean() * t2[core & off].mean()))
+
+
+def test_read_line_compares_ok_rows_with_both_truths() -> None:
+    truth = np.array([30.0, 30.0, 10.0, 3.0, 60.0])
+    read = np.array([31.0, 28.0, 10.0, np.nan, 60.0])  # the pixels read differ from the wall
+    value = np.array([31.0, 28.0, 10.8, np.nan, 60.0])  # the 60 ms row is outside 2-45 ms
+    line = bench._read_line(truth, value, read)
+    # within 5% of what they read: 2 of 3 (10.8 / 10 is 8% off); of the wall: 1 of 3 (31 / 30)
+    assert line.startswith(
+        "ok rows 2-45 ms within 5% of the true mean of the pixels they read 66.7%, "
+        "of the whole wall's 33.3%"
+    )
+    assert bench._read_line(truth[3:4], value[3:4], read[3:4]) == "no ok global row of 2-45 ms"
