@@ -18,11 +18,11 @@ compared with the phantom's true per-coil SD (``SyntheticSlice.sigma``). A diagn
 compares the ``ok`` global rows with the true mean of the pixels they read (their ``method``'s
 ROI, e.g. the wall core off the cavity's lines) as well as with the whole wall's: the first
 says how well the estimator measures its pixels, the gap between the two what the wall's
-regional T2* variation outside them costs. Must-reach thresholds
-are printed as PASS/FAIL. With several seeds (each a fresh cohort: new anatomy, T2* and noise)
-each seed is reported in full, then every must over the seeds: on how many it passed, and the
-mean with its 95% t-interval (seeds as independent samples), which says whether a target is met
-on average rather than on one lucky or unlucky cohort.
+regional T2* variation outside them costs. Must-reach thresholds are printed as PASS/FAIL.
+With several seeds (each a fresh cohort: new anatomy, T2* and noise) each seed is reported in
+full, then every must over the seeds: on how many it passed, and the mean with its 95%
+t-interval (seeds as independent samples), which says whether a target is met on average
+rather than on one lucky or unlucky cohort.
 
     python benchmarks/bench_t2star_accuracy.py [--subjects 51] [--presets clinical hard]
         [--seed 1 [2 ...]] [--workers 2]
@@ -171,6 +171,11 @@ def _subject_records(
     return out
 
 
+def _in_band(truth: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Boolean mask of the true T2* values in ``[low, high)`` ms."""
+    return (truth >= low) & (truth < high)
+
+
 def _band_table(truth: np.ndarray, value: np.ndarray, status: np.ndarray) -> None:
     err = value / truth - 1.0
     print(
@@ -178,7 +183,7 @@ def _band_table(truth: np.ndarray, value: np.ndarray, status: np.ndarray) -> Non
         f"{'below':>5s} {'other':>5s} {'max|err| ok':>11s}"
     )
     for low, high in BANDS_MS:
-        band = (truth >= low) & (truth < high)
+        band = _in_band(truth, low, high)
         if not band.any():
             continue
         e = err[band]
@@ -196,7 +201,7 @@ def _band_table(truth: np.ndarray, value: np.ndarray, status: np.ndarray) -> Non
 
 
 def _median_abs(truth: np.ndarray, value: np.ndarray, low: float, high: float) -> float:
-    band = (truth >= low) & (truth < high) & np.isfinite(value)
+    band = _in_band(truth, low, high) & np.isfinite(value)
     return float(np.median(np.abs(value[band] / truth[band] - 1.0)))
 
 
@@ -210,9 +215,9 @@ def _musts(
     """The issue-14 must-reach checks of one preset on one seed."""
     out = []
     if preset == "clinical":
-        all_band = (truth >= 2.0) & (truth < 45.0)
+        all_band = _in_band(truth, 2.0, 45.0)
         within = float(np.mean(np.abs(value[all_band] / truth[all_band] - 1.0) <= 0.05))
-        low = (truth >= 2.0) & (truth < 5.0)
+        low = _in_band(truth, 2.0, 5.0)
         mae_all = _median_abs(truth, value, 2, 45)
         mae_low = _median_abs(truth, value, 2, 5)
         worst = float(np.nanmax(np.abs(value[low] / truth[low] - 1.0), initial=0.0))
@@ -286,7 +291,7 @@ def sector_bias(error: np.ndarray, use: np.ndarray) -> list[float]:
 
 def _read_line(truth: np.ndarray, value: np.ndarray, read: np.ndarray) -> str:
     """The ``ok`` rows of 2-45 ms against the truth of the pixels they read and the wall's."""
-    use = (truth >= 2.0) & (truth < 45.0) & np.isfinite(value)
+    use = _in_band(truth, 2.0, 45.0) & np.isfinite(value)
     if not use.any():
         return "no ok global row of 2-45 ms"
     near_read = np.mean(np.abs(value[use] / read[use] - 1.0) <= 0.05)
@@ -374,7 +379,7 @@ def _report_seed(
             print(f"{t:>9s}" + "".join(f"{counts[(t, g)]:9d}" for g in GRADES))
         sectors = np.array([r[:2] for p in parts for r in p["sectors"]], dtype=float)
         sector_ok = np.array([r[2] == "ok" for p in parts for r in p["sectors"]])
-        in_range = (sectors[:, 0] >= 2.0) & (sectors[:, 0] < 45.0) & sector_ok
+        in_range = _in_band(sectors[:, 0], 2.0, 45.0) & sector_ok
         sector_error = sectors[:, 1] / sectors[:, 0] - 1.0
         sector_mae = float(np.median(np.abs(sector_error[in_range])))
         print(
