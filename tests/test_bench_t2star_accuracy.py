@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,16 @@ def test_read_line_compares_ok_rows_with_both_truths() -> None:
         "of the whole wall's 33.3%"
     )
     assert bench._read_line(truth[3:4], value[3:4], read[3:4]) == "no ok global row of 2-45 ms"
+
+
+def test_a_band_without_slices_is_not_judged_and_warns_nothing() -> None:
+    # a smoke cohort with no true 2-5 ms slice: that must has no value, neither PASS nor FAIL
+    truth, value = np.array([8.0, 30.0, 30.0]), np.array([8.1, 30.3, 29.7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        musts = {m.name: m for m in bench._musts("clinical", truth, value, 0.04, 1.0)}
+    low = musts["median |err| 2-5 ms"]
+    assert np.isnan(low.value) and low.verdict().startswith("n/a")
+    assert musts["largest ok error 2-5 ms"].verdict().startswith("n/a")
+    assert musts["within 5% (2-45 ms)"].verdict() == "PASS"
+    assert bench._musts("clinical", truth, value * 1.2, 0.04, 1.0)[1].verdict() == "FAIL"
