@@ -47,6 +47,7 @@ from cmrseg.core.geometry import sector_map
 from cmrseg.core.labels import MYOCARDIUM
 from cmrseg.synth import load_cohort, load_synth_config, synthesize_subject
 from cmrseg.t2star import (
+    DEBLURRED_ROI_SUFFIX,
     OFF_CAVITY_ROI_SUFFIX,
     core_erosion_px,
     estimate_noise,
@@ -100,8 +101,9 @@ def roi_truth(
 
     ``core`` (the wall core, :func:`~cmrseg.t2star.wall_core_mask`) or ``full`` (the labelled
     wall), with the suffix ``_off_cavity`` on the phase-encoding lines that cross no blood pool
-    pixel; ``a+b`` (a short wall's row) is the geometric mean of the two ROIs' means, as the
-    row's value is of their values.
+    pixel (``_deblurred``: the same pixels, corrected for the blood's blur); ``a+b`` (a row that
+    combines two reads) is the geometric mean of the two ROIs' means, as the row's value is of
+    their values.
 
     Args:
         t2star_ms: ``[H, W]`` true map.
@@ -112,9 +114,10 @@ def roi_truth(
     """
     means = []
     for part in method.split("/")[1].split("+"):
-        wall = part.removesuffix(OFF_CAVITY_ROI_SUFFIX)
+        lines = part.removesuffix(DEBLURRED_ROI_SUFFIX)
+        wall = lines.removesuffix(OFF_CAVITY_ROI_SUFFIX)
         mask = wall_core_mask(labels, erosion_px if wall == "core" else 0, axis)
-        if part != wall:
+        if lines != wall:
             mask &= off_cavity_lines_mask(labels, axis)
         means.append(float(np.mean(t2star_ms[mask])))
     return float(np.exp(np.mean(np.log(means))))

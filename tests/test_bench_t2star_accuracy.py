@@ -88,6 +88,8 @@ def test_roi_truth_is_the_true_mean_of_the_pixels_the_method_names() -> None:
     assert roi(t2, labels, "median_pixel/core/mono", 1, 0) == pytest.approx(t2[core].mean())
     both = roi(t2, labels, "median_pixel/core+core_off_cavity/mono/first_3_echoes", 1, 0)
     assert both == pytest.approx(np.sqrt(t2[core].mean() * t2[core & off].mean()))
+    long_wall = roi(t2, labels, "median_pixel/core_off_cavity+core_deblurred/noise_corrected", 1, 0)
+    assert long_wall == pytest.approx(np.sqrt(t2[core & off].mean() * t2[core].mean()))
 
 
 def test_read_line_compares_ok_rows_with_both_truths() -> None:

@@ -6,6 +6,12 @@ myocardial regions (sectors, AHA segments, septal ROI, wall core), grading, the 
 ``conf/t2star/default.yaml`` (:func:`load_t2star_config`).
 """
 
+from cmrseg.t2star.blur import (
+    DEBLURRED_ROI_SUFFIX,
+    cavity_ghost_ratio,
+    deblurred_wall,
+    phase_resolution,
+)
 from cmrseg.t2star.config import (
     DEFAULT_CONFIG_PATH,
     QcOptions,
@@ -69,6 +75,7 @@ from cmrseg.t2star.table import CSV_COLUMNS, quantify_stack, slice_rows, write_t
 __all__ = [
     "AGREEMENT_COLUMNS",
     "CSV_COLUMNS",
+    "DEBLURRED_ROI_SUFFIX",
     "DEFAULT_CONFIG_PATH",
     "OFF_CAVITY_ROI_SUFFIX",
     "REGIONS",
@@ -90,8 +97,10 @@ __all__ = [
     "T2StarConfig",
     "agreement_rows",
     "agreement_summary",
+    "cavity_ghost_ratio",
     "censored_median",
     "core_erosion_px",
+    "deblurred_wall",
     "estimate_noise",
     "estimate_rv_insertion_from_image",
     "fit_curve_lmfit",
@@ -108,6 +117,7 @@ __all__ = [
     "myocardial_iron_mg_per_g",
     "noise_floor_mean",
     "off_cavity_lines_mask",
+    "phase_resolution",
     "quantify_region",
     "quantify_slice",
     "quantify_stack",

@@ -78,6 +78,14 @@ class RegionOptions:
         floor_factor_two_echoes: When only two echoes are kept, the second must exceed this
             multiple of the floor (else the region is ``below_range``): a two-echo fit has
             nothing to test it against, and a second echo near the floor reads the floor as decay.
+        cavity_blur_correction: A global row read off the cavity's lines (``global_lines:
+            off_cavity``, a wall that is not short) becomes the geometric mean of that value and
+            the whole core's, read on images corrected for the blood's blur along the
+            phase-encoding axis (:func:`~cmrseg.t2star.deblurred_wall`), when the slice's
+            ghosts allow it (``cavity_max_ghost_ratio``).
+        cavity_max_ghost_ratio: The correction is used only when the ghost power on the
+            cavity's lines is below this share of the wall's power there
+            (:func:`~cmrseg.t2star.cavity_ghost_ratio`).
     """
 
     estimator: str
@@ -95,6 +103,8 @@ class RegionOptions:
     floor_after_t2star: float
     floor_factor: float
     floor_factor_two_echoes: float
+    cavity_blur_correction: bool
+    cavity_max_ghost_ratio: float
 
     def __post_init__(self) -> None:
         choices = {
@@ -119,6 +129,7 @@ class RegionOptions:
             "floor_after_t2star",
             "floor_factor",
             "floor_factor_two_echoes",
+            "cavity_max_ghost_ratio",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

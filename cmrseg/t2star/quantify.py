@@ -14,6 +14,12 @@ from scipy import stats
 from cmrseg.core.errors import InputError
 from cmrseg.core.geometry import estimate_rv_insertion, sector_map
 from cmrseg.core.labels import MYOCARDIUM
+from cmrseg.t2star.blur import (
+    DEBLURRED_ROI_SUFFIX,
+    cavity_ghost_ratio,
+    deblurred_wall,
+    phase_resolution,
+)
 from cmrseg.t2star.config import QcOptions, RegionOptions, T2StarConfig
 from cmrseg.t2star.fitting import FitOptions, MapFit, fit_curves, fit_map
 from cmrseg.t2star.grading import grade_t2star
@@ -24,7 +30,7 @@ from cmrseg.t2star.regions import (
     off_cavity_lines_mask,
     wall_core_mask,
 )
-from cmrseg.t2star.signal import NoiseEstimateError, estimate_noise
+from cmrseg.t2star.signal import NoiseEstimateError, estimate_noise, find_background
 from cmrseg.t2star.status import Status, status_code
 
 __all__ = [
@@ -772,8 +778,17 @@ def quantify_slice(
     if off_cavity is not None:
         fewer_lines = _region(off_cavity, "global", roi=config.region.wall + OFF_CAVITY_ROI_SUFFIX)
         if fewer_lines.status is Status.OK:  # else the whole wall's row stands
-            short = whole.t2star_ms < config.region.floor_truncation_below_ms
-            results[0] = _both_lines(whole, fewer_lines, config.qc) if short else fewer_lines
+            if whole.t2star_ms < config.region.floor_truncation_below_ms:
+                results[0] = _geometric_mean_row(whole, fewer_lines, config.qc)
+            else:
+                deblurred = _deblurred_core(
+                    images, te_ms, labels, wall, config, noise, phase_encoding_axis
+                )
+                results[0] = (
+                    fewer_lines
+                    if deblurred is None
+                    else _geometric_mean_row(fewer_lines, deblurred, config.qc)
+                )
     point, extra = sector_anchor(images, labels, rv_insertion, config)
     if point is None:
         results += [
@@ -801,7 +816,7 @@ def _off_cavity_wall(
     the whole wall was ``fit_failed`` or ``below_range`` the wall off those lines still sits on
     a floor, and on the phantom it read ``ok`` 30% to 60% long. The caller keeps ``whole`` when
     the row on these pixels is not ``ok`` (too few usable fits there), and combines the two
-    when ``whole`` is short (:func:`_both_lines`).
+    when ``whole`` is short (:func:`_geometric_mean_row`).
     """
     region = config.region
     if region.global_lines != "off_cavity" or phase_encoding_axis not in (0, 1):
@@ -818,34 +833,82 @@ def _ci_width_reasons(value: float, low: float, high: float, qc: QcOptions) -> l
     return [] if width <= qc.max_ci_relative_width else [f"ci_width={width:.2f}"]
 
 
-def _both_lines(whole: RegionResult, off_cavity: RegionResult, qc: QcOptions) -> RegionResult:
-    """A short wall's global row: the geometric mean of its whole core's and off-cavity rows.
+def _deblurred_core(
+    images: np.ndarray,
+    te_ms: np.ndarray,
+    labels: np.ndarray,
+    wall: np.ndarray,
+    config: T2StarConfig,
+    noise: SliceNoise,
+    phase_encoding_axis: int,
+) -> RegionResult | None:
+    """The whole ``wall`` read on images corrected for the blood's blur, or ``None``.
 
-    On the cavity's phase-encoding lines the blood's ghosts lengthen a short wall's T2*; off
-    them the wall is a few lateral pixels, read short or long by the Gibbs ringing and partial
-    volume of its own. On the phantom's short walls the errors of the two rows correlate at
-    only 0.4-0.8, and their geometric mean was the more accurate on both presets
-    (pre-registration 28, benchmarks/README.md); the off-cavity row alone was not (27). The CI
-    is the geometric mean of the two rows' CI ends, about the mean of their widths: what the
-    mean of two estimates needs at most, whatever their correlation. ``n_pixels``, the fit
-    details and the QC reasons are the whole core's, with ``ci_width`` judged on the combined
-    CI; ``s0`` is the geometric mean, ``r2`` the lower of the two. ``method`` names both ROIs
-    (``core+core_off_cavity``).
+    Only with ``region.cavity_blur_correction``, an air background, a ghost ratio on the
+    cavity's lines below ``region.cavity_max_ghost_ratio`` (:func:`cavity_ghost_ratio`), a
+    measurable phase resolution (:func:`phase_resolution`), a blood pool and an ``ok`` row.
+    The corrected images get pixel fits of their own. ``method`` names the ROI
+    ``<wall>_deblurred``.
     """
-    value = math.sqrt(whole.t2star_ms * off_cavity.t2star_ms)
-    low = math.sqrt(whole.ci_low_ms * off_cavity.ci_low_ms)
-    high = math.sqrt(whole.ci_high_ms * off_cavity.ci_high_ms)
-    reasons = [r for r in whole.qc_reasons if not r.startswith("ci_width=")]
+    region = config.region
+    if not region.cavity_blur_correction:
+        return None
+    try:
+        background = find_background(images)
+    except ValueError:
+        return None
+    ratio = cavity_ghost_ratio(images, labels, wall, background, phase_encoding_axis)
+    if ratio is None or ratio >= region.cavity_max_ghost_ratio:
+        return None
+    fraction = phase_resolution(images, background, phase_encoding_axis)
+    if fraction is None:
+        return None
+    corrected = deblurred_wall(images, labels, wall, fraction, phase_encoding_axis)
+    if corrected is None:
+        return None
+    row = quantify_region(
+        corrected,
+        te_ms,
+        wall,
+        config,
+        region="global",
+        noise=noise,
+        roi=region.wall + DEBLURRED_ROI_SUFFIX,
+    )
+    return row if row.status is Status.OK else None
+
+
+def _geometric_mean_row(first: RegionResult, second: RegionResult, qc: QcOptions) -> RegionResult:
+    """A global row that is the geometric mean of two reads of the wall.
+
+    A short wall's: its whole core's and off-cavity rows. On the cavity's phase-encoding lines
+    the blood's ghosts lengthen a short wall's T2*; off them the wall is a few lateral pixels,
+    read short or long by the Gibbs ringing and partial volume of its own. On the phantom's
+    short walls the errors of the two rows correlate at only 0.4-0.8, and their geometric mean
+    was the more accurate on both presets (pre-registration 28, benchmarks/README.md); the
+    off-cavity row alone was not (27). A long wall's, with ``region.cavity_blur_correction``:
+    its off-cavity row and its whole core corrected for the blood's blur
+    (:func:`_deblurred_core`). The CI is the geometric mean of the two rows' CI ends, about the
+    mean of their widths: what the mean of two estimates needs at most, whatever their
+    correlation. ``n_pixels``, the fit details and the QC reasons are ``first``'s, with
+    ``ci_width`` judged on the combined CI; ``s0`` is the geometric mean, ``r2`` the lower of
+    the two. ``method`` names both ROIs (``core+core_off_cavity``,
+    ``core_off_cavity+core_deblurred``).
+    """
+    value = math.sqrt(first.t2star_ms * second.t2star_ms)
+    low = math.sqrt(first.ci_low_ms * second.ci_low_ms)
+    high = math.sqrt(first.ci_high_ms * second.ci_high_ms)
+    reasons = [r for r in first.qc_reasons if not r.startswith("ci_width=")]
     reasons += _ci_width_reasons(value, low, high, qc)
-    parts = whole.method.split("/")  # estimator/roi/model[/first_N_echoes]
-    parts[1] += "+" + off_cavity.method.split("/")[1]
+    parts = first.method.split("/")  # estimator/roi/model[/first_N_echoes]
+    parts[1] += "+" + second.method.split("/")[1]
     return dataclasses.replace(
-        whole,
+        first,
         t2star_ms=value,
         ci_low_ms=low,
         ci_high_ms=high,
-        s0=math.sqrt(whole.s0 * off_cavity.s0),
-        r2=min(whole.r2, off_cavity.r2),
+        s0=math.sqrt(first.s0 * second.s0),
+        r2=min(first.r2, second.r2),
         method="/".join(parts),
         qc_reasons=tuple(reasons),
     )

@@ -297,7 +297,7 @@ def _effective_coils(samples: np.ndarray) -> float:
     return float(optimize.brentq(lambda n: _chi2_quantile_ratio(n) - ratio, 1.0, 64.0, xtol=1e-6))
 
 
-def _artifact_free(background: np.ndarray, phase_encoding_axis: int) -> np.ndarray:
+def artifact_free_background(background: np.ndarray, phase_encoding_axis: int) -> np.ndarray:
     """Background pixels on lines along the phase-encoding axis that hold (almost) no tissue.
 
     Ghosts and the ringing of the truncated phase encoding spread along that axis only, so such
@@ -348,7 +348,7 @@ def estimate_noise(
         raise ValueError(f"images must be [E, H, W], got shape {images.shape}")
     if background is None:
         try:
-            background = _find_background(images)
+            background = find_background(images)
         except ValueError as err:
             raise NoiseEstimateError("no_background", str(err)) from None
     background = np.asarray(background, dtype=bool)
@@ -360,7 +360,7 @@ def estimate_noise(
             "zero_filled_background",
             "the background is zero-filled or masked (no noise to measure); pass sigma",
         )
-    clean = _artifact_free(background, phase_encoding_axis)
+    clean = artifact_free_background(background, phase_encoding_axis)
     artifact_free = int(clean.sum()) >= _MIN_CLEAN_PIXELS
     used = clean if artifact_free else background
     n_pixels = int(used.sum())
@@ -375,7 +375,7 @@ def estimate_noise(
     return NoiseEstimate(sigma, coils, n_pixels, artifact_free)
 
 
-def _find_background(images: np.ndarray, max_splits: int = 3) -> np.ndarray:
+def find_background(images: np.ndarray, max_splits: int = 3) -> np.ndarray:
     """Boolean ``[H, W]`` mask of air: dark pixels whose mean signal does not decay."""
     first = images[0].astype(float)
     log_first = np.log(first + 1e-6 * max(float(first.max()), 1e-30))
