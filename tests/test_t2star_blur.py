@@ -16,6 +16,7 @@ from cmrseg.t2star import (
     wall_core_mask,
 )
 from cmrseg.t2star.blur import window_blur
+from cmrseg.t2star.signal import find_background
 
 TE_MS = 2.97 + 2.67 * np.arange(8)
 
@@ -48,6 +49,8 @@ def test_phase_resolution_needs_background_pairs() -> None:
     background = np.zeros((64, 64), bool)
     background[::2, 0] = True  # no two neighbours along the rows
     assert phase_resolution(images, background, 0) is None
+    zero_filled = np.zeros_like(images)  # no noise left to correlate
+    assert phase_resolution(zero_filled, np.ones((64, 64), bool), 0) is None
 
 
 def test_window_blur_keeps_the_mean_and_is_the_identity_at_full_resolution() -> None:
@@ -153,9 +156,9 @@ def test_quantify_slice_adds_the_deblurred_core_when_enabled_and_the_ghosts_allo
             pixel_spacing_mm=(1.4, 1.4),
         )
 
-    head = run(images)[0]
-    assert head.method == "median_pixel/core_off_cavity/noise_corrected"  # the default: off
-    on = run(images, "region.cavity_blur_correction=true")
+    head = run(images, "region.cavity_blur_correction=false")[0]
+    assert head.method == "median_pixel/core_off_cavity/noise_corrected"
+    on = run(images)  # the default
     assert on[0].method == "median_pixel/core_off_cavity+core_deblurred/noise_corrected"
     config = load_t2star_config(overrides=["fit.n_coils=4"])
     fraction = phase_resolution(images, labels == 0, 0)
@@ -169,11 +172,25 @@ def test_quantify_slice_adds_the_deblurred_core_when_enabled_and_the_ghosts_allo
     ]
     assert abs(on_lines[1] - 25.0) < 0.5 < abs(on_lines[0] - 25.0)
     assert on[0].t2star_ms == pytest.approx(np.sqrt(head.t2star_ms * deblurred.t2star_ms), rel=0.01)
-    assert [r.t2star_ms for r in on[1:]] == [r.t2star_ms for r in run(images)[1:]]  # sectors
+    off = run(images, "region.cavity_blur_correction=false")
+    assert [r.t2star_ms for r in on[1:]] == [r.t2star_ms for r in off[1:]]  # sectors unchanged
     # ghosts of the blood along its lines: the correction would read them as wall
     cavity_lines = (labels == 1).any(axis=0)
-    ghost = 60.0 * np.exp(-TE_MS / 200.0)[:, None, None] * cavity_lines[None, None, :]
-    ghosted = np.sqrt(images**2 + ghost**2)
-    assert cavity_ghost_ratio(ghosted, labels, core, labels == 0, 0) > 0.02
-    skipped = run(ghosted, "region.cavity_blur_correction=true")[0]
-    assert skipped.method == "median_pixel/core_off_cavity/noise_corrected"
+
+    def ghosted(amplitude: float) -> np.ndarray:
+        ghost = amplitude * np.exp(-TE_MS / 200.0)[:, None, None] * cavity_lines[None, None, :]
+        return np.sqrt(images**2 + ghost**2)
+
+    background = find_background(ghosted(25.0))
+    assert cavity_ghost_ratio(ghosted(25.0), labels, core, background, 0) > 0.03  # 0.036
+    assert run(ghosted(25.0))[0].method == "median_pixel/core_off_cavity/noise_corrected"
+    # ghosts so bright that their air is no longer background: no ratio, no correction
+    assert (
+        cavity_ghost_ratio(ghosted(60.0), labels, core, find_background(ghosted(60.0)), 0) is None
+    )
+    assert run(ghosted(60.0))[0].method == "median_pixel/core_off_cavity/noise_corrected"
+    # weak ghosts (ratio 0.007) pass the default threshold, not a stricter one
+    weak = ghosted(8.0)
+    assert run(weak)[0].method == "median_pixel/core_off_cavity+core_deblurred/noise_corrected"
+    strict = run(weak, "region.cavity_max_ghost_ratio=0.005")[0]
+    assert strict.method == "median_pixel/core_off_cavity/noise_corrected"

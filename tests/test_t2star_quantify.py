@@ -619,7 +619,8 @@ def test_rows_name_the_method_noise_and_field() -> None:
     images, labels, rv = lv_slice(sigma=3.0, seed=7)
     rows = _rows(images, labels, rv)
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert rows[0]["method"] == "median_pixel/core_off_cavity/noise_corrected"
+    # a long wall without ghosts: off the cavity's lines and the deblurred whole core
+    assert rows[0]["method"] == "median_pixel/core_off_cavity+core_deblurred/noise_corrected"
     assert rows[1]["method"] == "median_pixel/core/noise_corrected"
     assert float(rows[0]["noise_sigma"]) == pytest.approx(3.0, rel=0.1)
     assert float(rows[0]["n_coils"]) == pytest.approx(4.0, abs=0.5)

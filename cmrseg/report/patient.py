@@ -305,8 +305,9 @@ def _global_mask(
     """The pixels of the ``global`` row.
 
     The wall core when ``region.wall`` is ``core``; of it only the pixels on phase-encoding lines
-    off the cavity when the row's ``method`` says so (``.../core_off_cavity/...``; a short wall's
-    ``core+core_off_cavity``, which combines both, keeps the whole core).
+    off the cavity when the row's ``method`` says so (``.../core_off_cavity/...``; a row that
+    combines it with the whole core, a short wall's ``core+core_off_cavity`` or a long wall's
+    ``core_off_cavity+core_deblurred``, keeps the whole core).
     """
     wall = labels == MYOCARDIUM
     if config.region.wall == "core":

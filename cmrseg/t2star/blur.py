@@ -1,14 +1,15 @@
 """The LV blood's blur into the wall along the phase-encoding axis, and its correction.
 
 At reduced phase resolution (40% on the phantom, typical of clinical T2* scans) each pixel is
-the image convolved along the phase-encoding axis with the point-spread function of the
-acquired k-space window. The bright, slowly decaying blood pool then spreads into the wall on
-the lines that cross it (the cavity's lines): the blur's main lobe adds blood signal, its
-Gibbs side lobes take some away, and the wall's decay there reads off its true T2* (on the
-phantom, walls of 10-45 ms read 4.5% to 8.6% short in the 30-degree bins on the cavity's lines,
-benchmarks/README.md). This module estimates the window from the background noise, corrects the
-wall for the blood that the window spreads into it, and measures how strongly motion ghosts load
-the same lines (where they dominate, the correction would read the ghosts as wall).
+the image convolved along the phase-encoding axis with the point-spread function of the acquired
+k-space window. The bright, slowly decaying blood pool then spreads into the wall on the lines
+that cross it (the cavity's lines): the blur's main lobe adds blood signal, its Gibbs side lobes
+take some away (a constant over the echoes, while the wall decays), and the wall there reads off
+its true T2* (on the phantom, walls of 10-45 ms read 4.5% to 8.6% short in the 30-degree bins on
+the cavity's lines, benchmarks/README.md). This module estimates the window from the background
+noise, corrects the wall for the blood that the window spreads into it, and measures how
+strongly motion ghosts load the same lines (where they dominate, the correction would read the
+ghosts as wall).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def phase_resolution(
 
     Returns:
         ``f`` in ``(0, 1]`` (1: no measurable correlation), or ``None`` with fewer than
-        :data:`_MIN_SAMPLES` neighbouring pairs or a correlation too close to 1 to invert.
+        :data:`_MIN_SAMPLES` neighbouring pairs, a constant background (zero-filled) or a
+        correlation too close to 1 to invert.
     """
     clean = artifact_free_background(background, phase_encoding_axis)
     power = np.moveaxis(images.astype(float) ** 2, phase_encoding_axis + 1, 1)
@@ -71,8 +73,10 @@ def phase_resolution(
         return None
     first, second = power[:, :-1][:, pairs], power[:, 1:][:, pairs]
     first, second = first - first.mean(), second - second.mean()
-    correlation = float((first * second).mean() / math.sqrt((first**2).mean() * (second**2).mean()))
-    rho = math.sqrt(max(correlation, 0.0))
+    spread = math.sqrt(float((first**2).mean() * (second**2).mean()))
+    if not spread > 0:  # a constant (zero-filled) background
+        return None
+    rho = math.sqrt(max(float((first * second).mean()) / spread, 0.0))
     if rho >= 0.999:
         return None
     if rho <= 0.0:
