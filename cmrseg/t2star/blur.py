@@ -76,11 +76,14 @@ def phase_resolution(
     spread = math.sqrt(float((first**2).mean() * (second**2).mean()))
     if not spread > 0:  # a constant (zero-filled) background
         return None
-    rho = math.sqrt(max(float((first * second).mean()) / spread, 0.0))
+    correlation = float((first * second).mean()) / spread
+    # white noise: a correlation within 3 standard errors of 0 is none (its square root would
+    # turn chance into a window of 0.9 and ring where nothing rang)
+    if correlation <= 3.0 / math.sqrt(first.size):
+        return 1.0
+    rho = math.sqrt(correlation)
     if rho >= 0.999:
         return None
-    if rho <= 0.0:
-        return 1.0
     return float(optimize.brentq(lambda f: np.sinc(f) - rho, 1e-3, 1.0))
 
 
