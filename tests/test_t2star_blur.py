@@ -21,16 +21,28 @@ from cmrseg.t2star.signal import find_background
 TE_MS = 2.97 + 2.67 * np.arange(8)
 
 
-def _windowed_noise(fraction: float, shape: tuple[int, int], seed: int) -> np.ndarray:
-    """RSS magnitude ``[8, H, W]`` of 4 coils' complex noise, ``fraction`` of k-space along rows."""
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(size=(8, 4, *shape)) + 1j * rng.normal(size=(8, 4, *shape))
-    n = shape[0]
+def _acquire(coils: np.ndarray, fraction: float) -> np.ndarray:
+    """RSS magnitude ``[8, H, W]`` of coil images ``[8, C, H, W]`` acquired on part of k-space.
+
+    ``fraction`` of the lines along the rows, a centred window, zero-filled.
+    """
+    n = coils.shape[2]
     kept = round(fraction * n)
     window = np.zeros(n)
     window[(np.arange(kept) - kept // 2) % n] = 1.0
-    k_space = np.fft.fft(noise, axis=2) * window[:, None]
-    return np.sqrt((np.abs(np.fft.ifft(k_space, axis=2)) ** 2).sum(axis=1))
+    acquired = np.fft.ifft(np.fft.fft(coils, axis=2) * window[:, None], axis=2)
+    return np.sqrt((np.abs(acquired) ** 2).sum(axis=1))
+
+
+def _complex_noise(shape: tuple[int, ...], sd: float, seed: int) -> np.ndarray:
+    """Complex Gaussian noise, SD ``sd`` in each of the real and imaginary parts."""
+    rng = np.random.default_rng(seed)
+    return sd * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
+
+
+def _windowed_noise(fraction: float, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """RSS magnitude ``[8, H, W]`` of 4 coils' complex noise, ``fraction`` of k-space along rows."""
+    return _acquire(_complex_noise((8, 4, *shape), 1.0, seed), fraction)
 
 
 @pytest.mark.parametrize(("fraction", "axis"), [(0.4, 0), (0.6, 0), (0.4, 1)])
@@ -63,11 +75,8 @@ def test_window_blur_keeps_the_mean_and_is_the_identity_at_full_resolution() -> 
     assert np.allclose(blurred[:, [0, 1, 2, 4]], 0)  # nothing across the readout axis
 
 
-def _ring(fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Noise-free blurred ring: blood 800 exp(-TE/250), wall 300 exp(-TE/25) in air.
-
-    Returns the blurred magnitude images, the labels and the blurred wall alone.
-    """
+def _ring_object() -> tuple[np.ndarray, np.ndarray]:
+    """A ring LV in air: blood 800 exp(-TE/250), wall 300 exp(-TE/25); ``[8, H, W]`` and labels."""
     rows, cols = np.indices((96, 96), dtype=float)
     radius = np.hypot(rows - 48, cols - 48)
     labels = np.zeros((96, 96), np.int8)
@@ -75,15 +84,17 @@ def _ring(fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels[radius < 14] = 1
     blood = (labels == 1)[None] * 800.0 * np.exp(-TE_MS / 250.0)[:, None, None]
     wall = (labels == 2)[None] * 300.0 * np.exp(-TE_MS / 25.0)[:, None, None]
+    return blood + wall, labels
 
-    def blur(x: np.ndarray) -> np.ndarray:
-        return np.stack([window_blur(e, fraction, 0) for e in x])
 
-    return np.abs(blur(blood + wall)), labels, blur(wall)
+def _ring(fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ring blurred along the rows by ``fraction`` of k-space, noise-free; and its labels."""
+    scene, labels = _ring_object()
+    return np.abs(np.stack([window_blur(e, fraction, 0) for e in scene])), labels
 
 
 def test_deblurred_wall_undoes_the_blood_spread_of_a_real_object() -> None:
-    images, labels, _ = _ring(0.4)
+    images, labels = _ring(0.4)
     core = wall_core_mask(labels, 2, 0)
     corrected = deblurred_wall(images, labels, core, 0.4, 0)
     truth = 300.0 * np.exp(-TE_MS / 25.0)
@@ -121,23 +132,10 @@ def test_cavity_ghost_ratio_measures_the_ghosts_on_the_cavitys_lines() -> None:
 
 
 def _acquired_ring(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ring of :func:`_ring` acquired by 4 coils, complex noise SD 2, 40% phase resolution."""
-    rows, cols = np.indices((96, 96), dtype=float)
-    radius = np.hypot(rows - 48, cols - 48)
-    labels = np.zeros((96, 96), np.int8)
-    labels[radius < 22] = 2
-    labels[radius < 14] = 1
-    blood = (labels == 1)[None] * 800.0 * np.exp(-TE_MS / 250.0)[:, None, None]
-    wall = (labels == 2)[None] * 300.0 * np.exp(-TE_MS / 25.0)[:, None, None]
-    rng = np.random.default_rng(seed)
-    coils = (blood + wall)[:, None] / 2 + 2.0 * (
-        rng.normal(size=(8, 4, 96, 96)) + 1j * rng.normal(size=(8, 4, 96, 96))
-    )
-    kept = round(0.4 * 96)
-    window = np.zeros(96)
-    window[(np.arange(kept) - kept // 2) % 96] = 1.0
-    acquired = np.fft.ifft(np.fft.fft(coils, axis=2) * window[:, None], axis=2)
-    return np.sqrt((np.abs(acquired) ** 2).sum(axis=1)), labels
+    """The ring acquired by 4 coils, complex noise SD 2, 40% phase resolution; and its labels."""
+    scene, labels = _ring_object()
+    coils = scene[:, None] / 2 + _complex_noise((8, 4, 96, 96), 2.0, seed)
+    return _acquire(coils, 0.4), labels
 
 
 def test_quantify_slice_adds_the_deblurred_core_when_enabled_and_the_ghosts_allow() -> None:
